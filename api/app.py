@@ -1,0 +1,50 @@
+"""The FastAPI application: cc-backend's REST API over ccstream's services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.bootstrap import Services
+from api.errors import install_error_handlers
+from api.responses import JSON
+from api.routes import admin, clusters, edits, jobs, users
+
+
+def create_app(services: Services, *, dev: bool = False) -> FastAPI:
+    """The app; it starts the services' agents on startup and closes them on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if not services.started:
+            services.start()
+        yield
+        services.close()
+
+    app = FastAPI(
+        title="ccstream REST API",
+        version="1.0.0",
+        description="ClusterCockpit-compatible job API of ccstream.",
+        default_response_class=JSON,
+        lifespan=lifespan,
+        docs_url="/swagger/" if dev else None,
+        redoc_url=None,
+        openapi_url="/swagger/openapi.json" if dev else None,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    api_auth = services.auth.dependency("api")
+    admin_auth = services.auth.dependency("admin")
+    app.include_router(jobs.build_router(api_auth))
+    app.include_router(edits.build_router(api_auth))
+    app.include_router(clusters.build_router(api_auth))
+    app.include_router(users.build_router(admin_auth))
+    app.include_router(admin.build_router(admin_auth))
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

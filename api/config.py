@@ -1,0 +1,237 @@
+"""config.json in cc-backend's format plus ccstream's own sections, validated strictly at start.
+
+Every package owns its section's model; this module only assembles them, so a typo anywhere is
+reported with the file and the dotted key before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streams.settings import EventLogSettings, IntakeSettings
+
+
+class Section(BaseModel):
+    """A config section: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ApiSubjects(Section):
+    subject_job_event: str = Field(default="", alias="subject-job-event", description="NATS subject of job events.")
+    subject_node_state: str = Field(default="", alias="subject-node-state", description="NATS subject of node states.")
+    job_concurrency: int = Field(default=8, alias="job-concurrency", description="Job event handlers in parallel.")
+    node_concurrency: int = Field(default=2, alias="node-concurrency", description="Node state handlers in parallel.")
+
+
+class Resampling(Section):
+    minimum_points: int = Field(default=600, alias="minimum-points", description="Points before resampling.")
+    trigger: int = Field(default=180, description="Zoom in below this many visible points.")
+    resolutions: list[int] = Field(default_factory=lambda: [600, 300, 120, 60], description="Resolutions (s).")
+    targetPoints: int | None = Field(default=None, description="Set by the UI, not by config.")
+
+
+class NodeStateRetention(Section):
+    policy: str = Field(default="delete", description="`delete` or `move` old node states.")
+    age: int = Field(default=24, description="Hours to keep node states.")
+    target_kind: str = Field(default="file", alias="target-kind", description="`file` or `s3`.")
+    target_path: str = Field(default="", alias="target-path", description="Where moved node states go.")
+    target_endpoint: str = Field(default="", alias="target-endpoint", description="S3 endpoint.")
+    target_bucket: str = Field(default="", alias="target-bucket", description="S3 bucket.")
+    target_access_key: str = Field(default="", alias="target-access-key", description="S3 access key.")
+    target_secret_key: str = Field(default="", alias="target-secret-key", description="S3 secret key.")
+    target_region: str = Field(default="", alias="target-region", description="S3 region.")
+    target_use_path_style: bool = Field(default=False, alias="target-use-path-style", description="S3 path style.")
+    max_file_size_mb: int = Field(default=0, alias="max-file-size-mb", description="Split files above this size.")
+
+
+class DbConfig(Section):
+    cache_size_mb: int = Field(default=0, alias="cache-size-mb", description="SQLite page cache (MB).")
+    soft_heap_limit_mb: int = Field(default=0, alias="soft-heap-limit-mb", description="SQLite soft heap limit.")
+    max_open_connections: int = Field(default=0, alias="max-open-connections", description="Read pool size.")
+    max_idle_connections: int = Field(default=0, alias="max-idle-connections", description="Idle connections.")
+    max_idle_time_minutes: int = Field(default=0, alias="max-idle-time-minutes", description="Idle time.")
+    busy_timeout_ms: int = Field(default=0, alias="busy-timeout-ms", description="SQLite busy timeout.")
+
+
+class MainSettings(Section):
+    """`main`: cc-backend's ProgramConfig keys."""
+
+    addr: str = Field(default="localhost:8080", description="host:port the HTTP server listens on.")
+    api_allowed_ips: list[str] = Field(default_factory=lambda: ["*"], alias="api-allowed-ips",
+                                       description="Client IPs (or CIDR networks) allowed on /api/; `*` for all.")
+    api_subjects: ApiSubjects | None = Field(default=None, alias="api-subjects", description="NATS API subjects.")
+    user: str = Field(default="", description="Drop root privileges to this user after binding.")
+    group: str = Field(default="", description="Drop root privileges to this group after binding.")
+    disable_authentication: bool = Field(default=False, alias="disable-authentication",
+                                         description="Serve everything without authentication (testing only).")
+    embed_static_files: bool = Field(default=True, alias="embed-static-files", description="Serve bundled UI.")
+    static_files: str = Field(default="", alias="static-files", description="UI files to serve instead.")
+    db: str = Field(default="./var/job.db", description="SQLite file of the job database read model.")
+    enable_job_taggers: bool = Field(default=False, alias="enable-job-taggers", description="Run taggers.")
+    validate_: bool = Field(default=False, alias="validate", description="Validate JSON against the schemas.")
+    session_max_age: str = Field(default="168h", alias="session-max-age", description="Web session lifetime.")
+    https_cert_file: str = Field(default="", alias="https-cert-file", description="TLS certificate file.")
+    https_key_file: str = Field(default="", alias="https-key-file", description="TLS key file.")
+    redirect_http_to: str = Field(default="", alias="redirect-http-to", description="Redirect port 80 here.")
+    machine_state_dir: str = Field(default="./var/machine-state", alias="machine-state-dir",
+                                   description="Where machine state files are kept.")
+    stop_jobs_exceeding_walltime: int = Field(default=0, alias="stop-jobs-exceeding-walltime",
+                                              description="Stop jobs running this many seconds past walltime.")
+    short_running_jobs_duration: int = Field(default=300, alias="short-running-jobs-duration",
+                                             description="Jobs shorter than this are 'short' in views.")
+    emission_constant: int = Field(default=0, alias="emission-constant", description="g CO2 per kWh.")
+    resampling: Resampling | None = Field(default=None, description="Dynamic zoom of metric plots.")
+    systemd_unit: str = Field(default="clustercockpit", alias="systemd-unit", description="Log viewer unit.")
+    nodestate_retention: NodeStateRetention | None = Field(default=None, alias="nodestate-retention",
+                                                           description="Retention of node state history.")
+    db_config: DbConfig | None = Field(default=None, alias="db-config", description="Database tuning.")
+
+
+class JwtSettings(Section):
+    max_age: str = Field(default="0", alias="max-age", description="Lifetime of issued JWTs (Go duration).")
+    cookieName: str = Field(default="", description="Cookie carrying a JWT for the web UI.")
+    validateUser: bool = Field(default=False, description="Check JWT users against the user table.")
+    trustedIssuer: str = Field(default="", description="Issuer of JWTs accepted for login.")
+    syncUserOnLogin: bool = Field(default=False, description="Create users from JWTs on login.")
+    updateUserOnLogin: bool = Field(default=False, description="Update users from JWTs on login.")
+
+
+class AuthSettings(Section):
+    jwts: JwtSettings = Field(default_factory=JwtSettings, description="JWT settings.")
+    ldap: dict[str, Any] | None = Field(default=None, description="LDAP settings (cc-backend's keys).")
+    oidc: dict[str, Any] | None = Field(default=None, description="OpenID Connect settings.")
+
+
+class RetentionSettings(Section):
+    policy: Literal["none", "delete", "copy", "move"] = Field(default="none", description="What to do with old jobs.")
+    format: Literal["json", "parquet"] = Field(default="json", description="Format of retired jobs.")
+    include_db: bool = Field(default=True, alias="include-db", description="Also remove jobs from the database.")
+    omit_tagged: bool = Field(default=False, alias="omit-tagged", description="Keep tagged jobs.")
+    age: int = Field(default=7, description="Days after which a job is retired.")
+    location: str = Field(default="", description="Target folder (older cc-backend key).")
+    target_kind: str = Field(default="file", alias="target-kind", description="`file` or `s3`.")
+    target_path: str = Field(default="", alias="target-path", description="Target folder.")
+    target_endpoint: str = Field(default="", alias="target-endpoint", description="S3 endpoint.")
+    target_bucket: str = Field(default="", alias="target-bucket", description="S3 bucket.")
+    target_access_key: str = Field(default="", alias="target-access-key", description="S3 access key.")
+    target_secret_key: str = Field(default="", alias="target-secret-key", description="S3 secret key.")
+    target_region: str = Field(default="", alias="target-region", description="S3 region.")
+    target_use_path_style: bool = Field(default=False, alias="target-use-path-style", description="S3 path style.")
+    max_file_size_mb: int = Field(default=0, alias="max-file-size-mb", description="Split Parquet above this.")
+
+
+class ArchiveSettings(Section):
+    """`archive`: where finished jobs and cluster.json files live."""
+
+    kind: Literal["file", "s3", "sqlite"] = Field(default="file", description="Archive backend.")
+    path: str = Field(default="./var/job-archive", description="Root of a file archive, or the SQLite file.")
+    db_path: str = Field(default="", alias="db-path", description="SQLite archive file (kind sqlite).")
+    compression: int = Field(default=0, description="Gzip data.json of jobs older than this many days.")
+    retention: RetentionSettings | None = Field(default=None, description="Retirement of old jobs.")
+    endpoint: str = Field(default="", description="S3 endpoint URL.")
+    bucket: str = Field(default="", description="S3 bucket.")
+    region: str = Field(default="", description="S3 region.")
+    access_key: str = Field(default="", alias="access-key", description="S3 access key.")
+    secret_key: str = Field(default="", alias="secret-key", description="S3 secret key.")
+    use_path_style: bool = Field(default=False, alias="use-path-style", description="S3 path-style addressing.")
+
+
+class NatsSettings(Section):
+    address: str = Field(default="", description="NATS server URL, e.g. nats://localhost:4222.")
+    username: str = Field(default="", description="NATS user.")
+    password: str = Field(default="", description="NATS password.")
+    creds_file_path: str = Field(default="", alias="creds-file-path", description="NATS credentials file.")
+
+
+class ExternalMetricStore(Section):
+    scope: str = Field(default="*", description="Cluster (or `*`) served by this metric store.")
+    url: str = Field(description="Base URL of a cc-metric-store compatible server.")
+    token: str = Field(default="", description="JWT for that server.")
+
+
+class CronSettings(Section):
+    commit_job_worker: str = Field(default="1m", alias="commit-job-worker", description="Job commit interval.")
+    duration_worker: str = Field(default="5m", alias="duration-worker", description="Duration update interval.")
+    footprint_worker: str = Field(default="10m", alias="footprint-worker", description="Footprint interval.")
+
+
+class Settings(Section):
+    """The whole config.json."""
+
+    main: MainSettings = Field(default_factory=MainSettings, description="Server settings.")
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings, description="Job archive.")
+    auth: AuthSettings = Field(default_factory=AuthSettings, description="Authentication.")
+    nats: NatsSettings | None = Field(default=None, description="NATS connection.")
+    metric_store: dict[str, Any] | None = Field(default=None, alias="metric-store", description="Metric store.")
+    metric_store_external: list[ExternalMetricStore] | None = Field(
+        default=None, alias="metric-store-external", description="External metric stores."
+    )
+    cron: CronSettings = Field(default_factory=CronSettings, description="Background worker intervals.")
+    ui: dict[str, Any] | None = Field(default=None, description="UI defaults (cc-backend's `ui` section).")
+    ui_file: str = Field(default="", alias="ui-file", description="File with UI defaults.")
+    event_log: EventLogSettings = Field(default_factory=EventLogSettings, alias="event-log",
+                                        description="ccstream's event log.")
+    intake: IntakeSettings = Field(default_factory=IntakeSettings, description="ccstream's job intake.")
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used, with the file and key named."""
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err.get("loc", ()))
+        if err.get("type") == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{key}'")
+        else:
+            lines.append(f"{source}: key '{key}': {err.get('msg')}")
+    return "\n".join(lines)
+
+
+def parse_settings(raw: bytes | str, source: str = "config.json") -> Settings:
+    """Settings from config.json text; ConfigError names the file and every bad key."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"{source}: not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: the top level must be a JSON object")
+    try:
+        return Settings.model_validate(value)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source)) from None
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Settings from a file; defaults when no file is given. Relative paths stay relative to the cwd."""
+    if path is None:
+        return Settings()
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from None
+    return parse_settings(raw, str(file))
+
+
+def load_env(path: str | Path = ".env") -> None:
+    """Secrets (JWT keys, session key, LDAP password) from `.env` into the environment, as cc-backend does.
+
+    Values already set in the environment win, so deployments can override the file.
+    """
+    from dotenv import load_dotenv
+
+    if Path(path).exists():
+        load_dotenv(path, override=False)
+
+
+def secret(name: str) -> str:
+    """A secret from the environment ('' when unset)."""
+    return os.environ.get(name, "")

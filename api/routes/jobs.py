@@ -1,0 +1,140 @@
+"""cc-backend's job REST API: start, stop, list, get."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from api.errors import ApiError
+from api.jobjson import job_json
+from api.responses import JSON
+from api.routes.common import (
+    full_job_json,
+    job_by_id,
+    job_by_subject,
+    parse_bool,
+    parse_int,
+    reject_unknown_params,
+    rejection,
+    services_of,
+)
+from projections import queries
+from streams.events.payloads import JobState
+from streams.ingest.outcomes import Rejected
+
+JOB_STATES = set(JobState.__args__)  # type: ignore[attr-defined]
+LIST_PARAMS = {"state", "cluster", "project", "user", "start-time", "page", "items-per-page", "with-metadata"}
+
+
+def build_router(api_auth: Any) -> APIRouter:
+    """The job routes, each behind the `api` role."""
+    router = APIRouter(dependencies=[Depends(api_auth)])
+
+    @router.post("/api/jobs/start_job/", status_code=201, operation_id="start_job")
+    @router.put("/api/jobs/start_job/", status_code=201, operation_id="start_job_put")
+    async def start_job(request: Request) -> JSON:
+        """Add a running job; answers once it is durable and visible, with its database id."""
+        services = services_of(request)
+        try:
+            accepted = await services.intake.start_job(await request.body(), source="rest:/api/jobs/start_job/")
+        except Rejected as exc:
+            raise await rejection(services, exc) from None
+        if not await services.visible(accepted.position):
+            return JSON({"msg": "success"}, status_code=201)
+        row = job_by_subject(services, accepted.subject)
+        return JSON({"msg": "success", "id": None if row is None else row["id"]}, status_code=201)
+
+    @router.post("/api/jobs/stop_job/", operation_id="stop_job")
+    @router.put("/api/jobs/stop_job/", operation_id="stop_job_put")
+    async def stop_job(request: Request) -> JSON:
+        """Mark a job as stopped; a stop whose start has not arrived is parked (202)."""
+        services = services_of(request)
+        try:
+            accepted = await services.intake.stop_job(await request.body(), source="rest:/api/jobs/stop_job/")
+        except Rejected as exc:
+            raise await rejection(services, exc) from None
+        if accepted.parked:
+            return JSON(
+                {"msg": f"stop parked: job not started yet ({accepted.subject}); applied when its start arrives"},
+                status_code=202,
+            )
+        await services.visible(accepted.position)
+        row = job_by_subject(services, accepted.subject)
+        if row is None:
+            raise ApiError(500, "stopped job is not visible in the job table")
+        return JSON(full_job_json(services, row))
+
+    @router.get("/api/jobs/used_nodes")
+    async def used_nodes(request: Request) -> JSON:
+        """Hosts of jobs running since before `ts`, per cluster."""
+        reject_unknown_params(request, {"ts"})
+        raw = request.query_params.get("ts")
+        if raw is None:
+            raise ApiError(400, "missing required query parameter: ts")
+        ts = parse_int(raw, "ts")
+        with services_of(request).reader.connect() as conn:
+            return JSON({"usedNodes": queries.used_nodes(conn, ts)})
+
+    @router.get("/api/jobs/")
+    async def list_jobs(request: Request) -> JSON:
+        """A page of jobs, newest first, filtered like cc-backend's getJobs."""
+        reject_unknown_params(request, LIST_PARAMS)
+        flt, page, per_page, with_meta = _list_arguments(request)
+        with services_of(request).reader.connect() as conn:
+            rows = queries.list_jobs(conn, flt, page, per_page)
+            tags = queries.tags_of(conn, queries.job_ids_of(rows))
+        jobs = [job_json(r, tags.get(int(r["id"])), with_metadata=with_meta) for r in rows]
+        return JSON({"jobs": jobs, "items": len(jobs), "page": page})
+
+    @router.get("/api/jobs/{db_id}")
+    async def get_job(db_id: str, request: Request) -> JSON:
+        """A job's metadata by database id."""
+        reject_unknown_params(request, {"all-metrics"})
+        parse_bool(request.query_params.get("all-metrics"), "all-metrics")
+        row = job_by_id(services_of(request), parse_int(db_id, "job id"))
+        return JSON({"meta": full_job_json(services_of(request), row), "data": None})
+
+    @router.post("/api/jobs/{db_id}")
+    async def get_job_metrics(db_id: str, request: Request) -> JSON:
+        """A job's metadata by database id (metric names in the body select metric data)."""
+        row = job_by_id(services_of(request), parse_int(db_id, "job id"))
+        body = await request.body()
+        if body.strip():
+            import orjson
+
+            try:
+                names = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise ApiError(400, f"parsing request body failed: {exc}") from None
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ApiError(400, "parsing request body failed: expected an array of metric names")
+        return JSON({"meta": full_job_json(services_of(request), row), "data": None})
+
+    return router
+
+
+def _list_arguments(request: Request) -> tuple[queries.JobFilter, int, int, bool]:
+    q = request.query_params
+    state = q.get("state")
+    if state is not None and state not in JOB_STATES and state != "stopped":
+        raise ApiError(400, f"invalid query parameter value: state={state!r}")
+    start_from = start_to = None
+    if (span := q.get("start-time")) is not None:
+        parts = span.split("-")
+        if len(parts) != 2:
+            raise ApiError(400, f"invalid query parameter value: start-time={span!r} (expected FROM-TO)")
+        start_from, start_to = parse_int(parts[0], "start-time"), parse_int(parts[1], "start-time")
+    page = parse_int(q.get("page", "1"), "page")
+    per_page = parse_int(q.get("items-per-page", "25"), "items-per-page")
+    if page < 1 or per_page < 1 or per_page > 100_000:
+        raise ApiError(400, "page must be >= 1 and items-per-page between 1 and 100000")
+    flt = queries.JobFilter(
+        state=state,
+        cluster=q.get("cluster"),
+        project=q.get("project"),
+        user=q.get("user"),
+        start_from=start_from,
+        start_to=start_to,
+    )
+    return flt, page, per_page, parse_bool(q.get("with-metadata"), "with-metadata")

@@ -1,0 +1,69 @@
+"""SQLite engines for read models: one writer with BEGIN IMMEDIATE, read-only connections for queries."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.pool import StaticPool
+
+from projections.schema import DDL, SCHEMA_VERSION
+
+
+def _on_connect_writer(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy's `begin` event issue BEGIN IMMEDIATE instead of pysqlite's deferred BEGIN.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # The log can rebuild a read model, so losing the last commits on power loss is acceptable.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _on_connect_reader(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def writer_engine(path: str | Path) -> Engine:
+    """The single write connection of a read-model file, transactions begin IMMEDIATE."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        f"sqlite:///{path}", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+    event.listen(engine, "connect", _on_connect_writer)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def reader_engine(path: str | Path) -> Engine:
+    """A pool of read-only connections for queries; WAL lets them read while the writer writes."""
+    engine = create_engine(
+        f"sqlite:///file:{path}?mode=ro&uri=true",
+        connect_args={"check_same_thread": False},
+    )
+    event.listen(engine, "connect", _on_connect_reader)
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """Create cc-backend's tables (if missing) and record the schema version it corresponds to."""
+    with engine.begin() as conn:
+        for statement in DDL.split(";"):
+            if statement.strip():
+                conn.exec_driver_sql(statement)
+        conn.execute(
+            text("INSERT OR IGNORE INTO schema_migrations (version, dirty) VALUES (:v, 0)"),
+            {"v": SCHEMA_VERSION},
+        )

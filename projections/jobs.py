@@ -1,0 +1,113 @@
+"""Job table handlers: started, stopped, parked stops, metadata and deletion."""
+
+from __future__ import annotations
+
+import orjson
+from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from projections import schema
+from projections.handlers import HandlerTable
+from projections.keys import job_key_clause, job_row_id
+from projections.tags import attach_tag
+from streams.events import Event
+
+
+def _json_or_none(value: object) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value).decode()
+
+
+def record_job_start(conn: Connection, event: Event) -> None:
+    d = event.data
+    meta = d.get("metaData") or {}
+    values = {
+        "job_id": d["jobId"],
+        "cluster": d["cluster"],
+        "subcluster": d["subCluster"],
+        "submit_time": d.get("submitTime") or 0,
+        "start_time": d["startTime"],
+        "hpc_user": d["user"],
+        "project": d["project"],
+        "cluster_partition": d.get("partition") or "",
+        "array_job_id": d.get("arrayJobId") or 0,
+        "duration": d.get("duration") or 0,
+        "walltime": d.get("walltime") or 0,
+        "job_state": "running",
+        "meta_data": _json_or_none(meta) if meta else None,
+        "resources": orjson.dumps(d["resources"]).decode(),
+        "num_nodes": d["numNodes"],
+        "num_hwthreads": d.get("numHwthreads") or 0,
+        "num_acc": d.get("numAcc") or 0,
+        "smt": d.get("smt", 1),
+        "shared": d.get("shared") or "none",
+        "monitoring_status": d.get("monitoringStatus", 1),
+        "energy": d.get("energy") or 0.0,
+        "energy_footprint": _json_or_none(d.get("energyFootprint")),
+        "footprint": _json_or_none(d.get("footprint")),
+    }
+    if d.get("dbId") is not None:
+        values["id"] = d["dbId"]
+    stmt = sqlite_insert(schema.job).values(**values).on_conflict_do_nothing()
+    conn.execute(stmt)
+    tags = d.get("tags") or []
+    if tags:
+        job_id = job_row_id(conn, event.subject)
+        if job_id is not None:
+            for t in tags:
+                attach_tag(conn, job_id, t["type"], t["name"], t.get("scope") or "global")
+
+
+def record_job_stop(conn: Connection, event: Event) -> None:
+    d = event.data
+    conn.execute(
+        update(schema.job)
+        .where(job_key_clause(event.subject))
+        .values(job_state=d["jobState"], duration=d["duration"])
+    )
+    if d.get("parkedStopId"):
+        conn.execute(delete(schema.parked_stop).where(schema.parked_stop.c.event_id == d["parkedStopId"]))
+
+
+def record_parked_stop(conn: Connection, event: Event) -> None:
+    d = event.data
+    conn.execute(
+        sqlite_insert(schema.parked_stop)
+        .values(
+            event_id=event.id,
+            cluster=d["cluster"],
+            job_id=d["jobId"],
+            start_time=d.get("startTime"),
+            job_state=d["jobState"],
+            stop_time=d["stopTime"],
+            received_at=event.time,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def record_metadata(conn: Connection, event: Event) -> None:
+    clause = job_key_clause(event.subject)
+    raw = conn.execute(select(schema.job.c.meta_data).where(clause)).scalar()
+    meta = orjson.loads(raw) if raw else {}
+    meta[event.data["key"]] = event.data["value"]
+    conn.execute(update(schema.job).where(clause).values(meta_data=orjson.dumps(meta).decode()))
+
+
+def record_job_deletion(conn: Connection, event: Event) -> None:
+    job_id = job_row_id(conn, event.subject)
+    if job_id is None:
+        return
+    conn.execute(delete(schema.jobtag).where(schema.jobtag.c.job_id == job_id))
+    conn.execute(delete(schema.job).where(schema.job.c.id == job_id))
+
+
+HANDLERS: HandlerTable = {
+    "job.started": record_job_start,
+    "job.stopped": record_job_stop,
+    "job.stop_parked": record_parked_stop,
+    "job.metadata_updated": record_metadata,
+    "job.deleted": record_job_deletion,
+}
+

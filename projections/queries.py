@@ -1,0 +1,138 @@
+"""Read queries on the job database, for the API; each takes a read-only connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, RowMapping, and_, exists, func, select
+
+from projections import schema
+
+job = schema.job
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Filters of `GET /api/jobs/`."""
+
+    state: str | None = None
+    cluster: str | None = None
+    project: str | None = None
+    user: str | None = None
+    start_from: int | None = None
+    start_to: int | None = None
+
+
+def find_job(conn: Connection, db_id: int) -> RowMapping | None:
+    """One job row by database id."""
+    return conn.execute(select(job).where(job.c.id == db_id)).mappings().first()
+
+
+def find_job_by_key(conn: Connection, cluster: str, job_id: int, start_time: int) -> RowMapping | None:
+    """One job row by cc-backend's identity (cluster, jobId, startTime)."""
+    clause = and_(job.c.cluster == cluster, job.c.job_id == job_id, job.c.start_time == start_time)
+    return conn.execute(select(job).where(clause)).mappings().first()
+
+
+def find_newest_job(conn: Connection, job_id: int, cluster: str | None) -> RowMapping | None:
+    """The newest job with a scheduler id (and cluster), as cc-backend's Find without startTime."""
+    stmt = select(job).where(job.c.job_id == job_id)
+    if cluster:
+        stmt = stmt.where(job.c.cluster == cluster)
+    return conn.execute(stmt.order_by(job.c.id.desc()).limit(1)).mappings().first()
+
+
+def list_jobs(conn: Connection, flt: JobFilter, page: int, per_page: int) -> list[RowMapping]:
+    """A page of jobs, newest start first."""
+    stmt = select(job)
+    if flt.state == "stopped":
+        stmt = stmt.where(job.c.job_state != "running")
+    elif flt.state:
+        stmt = stmt.where(job.c.job_state == flt.state)
+    if flt.cluster:
+        stmt = stmt.where(job.c.cluster == flt.cluster)
+    if flt.project:
+        stmt = stmt.where(job.c.project == flt.project)
+    if flt.user:
+        stmt = stmt.where(job.c.hpc_user == flt.user)
+    if flt.start_from is not None:
+        stmt = stmt.where(job.c.start_time >= flt.start_from)
+    if flt.start_to is not None:
+        stmt = stmt.where(job.c.start_time <= flt.start_to)
+    stmt = stmt.order_by(job.c.start_time.desc()).limit(per_page).offset(max(page - 1, 0) * per_page)
+    return list(conn.execute(stmt).mappings())
+
+
+def tags_of(conn: Connection, job_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """Tags of several jobs at once: {job db id: [{id, type, name, scope}]}."""
+    if not job_ids:
+        return {}
+    stmt = (
+        select(schema.jobtag.c.job_id, schema.tag.c.id, schema.tag.c.tag_type, schema.tag.c.tag_name,
+               schema.tag.c.tag_scope)
+        .join(schema.tag, schema.tag.c.id == schema.jobtag.c.tag_id)
+        .where(schema.jobtag.c.job_id.in_(list(job_ids)))
+        .order_by(schema.tag.c.id)
+    )
+    out: dict[int, list[dict[str, Any]]] = {}
+    for job_id, tag_id, tag_type, tag_name, tag_scope in conn.execute(stmt):
+        out.setdefault(job_id, []).append({"id": tag_id, "type": tag_type, "name": tag_name, "scope": tag_scope})
+    return out
+
+
+def tag_exists(conn: Connection, tag_type: str, name: str, scope: str) -> bool:
+    """Whether a tag (type, name, scope) exists."""
+    clause = and_(schema.tag.c.tag_type == tag_type, schema.tag.c.tag_name == name, schema.tag.c.tag_scope == scope)
+    return bool(conn.execute(select(exists().where(clause))).scalar())
+
+
+def used_nodes(conn: Connection, before: int) -> dict[str, list[str]]:
+    """Hosts of running jobs that started before `before`, per cluster, sorted and unique."""
+    stmt = select(job.c.cluster, job.c.resources).where(
+        and_(job.c.job_state == "running", job.c.start_time < before)
+    )
+    hosts: dict[str, set[str]] = {}
+    for cluster, resources in conn.execute(stmt):
+        for resource in orjson.loads(resources):
+            hosts.setdefault(cluster, set()).add(resource["hostname"])
+    return {cluster: sorted(names) for cluster, names in sorted(hosts.items())}
+
+
+def jobs_started_before(conn: Connection, ts: int, omit_tagged: bool) -> list[RowMapping]:
+    """Jobs that started before `ts` (for delete_job_before), optionally without tagged ones."""
+    stmt = select(job.c.id, job.c.cluster, job.c.job_id, job.c.start_time).where(job.c.start_time < ts)
+    if omit_tagged:
+        stmt = stmt.where(~exists().where(schema.jobtag.c.job_id == job.c.id))
+    return list(conn.execute(stmt).mappings())
+
+
+def users(conn: Connection, not_just_user: bool = False) -> list[RowMapping]:
+    """User rows; with `not_just_user`, only those with a role beyond `user`."""
+    rows = list(conn.execute(select(schema.hpc_user).order_by(schema.hpc_user.c.username)).mappings())
+    if not not_just_user:
+        return rows
+    return [r for r in rows if set(orjson.loads(r["roles"] or "[]")) - {"user"}]
+
+
+def find_user(conn: Connection, username: str) -> RowMapping | None:
+    """One user row."""
+    return conn.execute(select(schema.hpc_user).where(schema.hpc_user.c.username == username)).mappings().first()
+
+
+def parked_stops(conn: Connection) -> list[RowMapping]:
+    """Stops waiting for their start, oldest first."""
+    stmt = select(schema.parked_stop).order_by(schema.parked_stop.c.received_at)
+    return list(conn.execute(stmt).mappings())
+
+
+def count_jobs(conn: Connection) -> int:
+    """Number of jobs in the table."""
+    return int(conn.execute(select(func.count()).select_from(job)).scalar_one())
+
+
+def job_ids_of(rows: Iterable[RowMapping]) -> list[int]:
+    """Database ids of rows."""
+    return [int(r["id"]) for r in rows]

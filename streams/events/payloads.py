@@ -1,0 +1,190 @@
+"""Frozen payload models, one per published (event type, version); a published model never changes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobState = Literal[
+    "boot_fail", "cancelled", "completed", "deadline", "failed", "node_fail",
+    "out-of-memory", "pending", "preempted", "running", "suspended", "timeout",
+]
+SharedMode = Literal["none", "single_user", "multi_user"]
+
+
+class Payload(BaseModel):
+    """Base of every payload: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Resource(Payload):
+    """One node of a job and what the job holds on it (cc-backend `schema.Resource`)."""
+
+    hostname: str
+    hwthreads: list[int] | None = None
+    accelerators: list[str] | None = None
+    configuration: str | None = None
+
+
+class JobTag(Payload):
+    """A tag as carried inside a job record (cc-backend `schema.Tag`)."""
+
+    id: int | None = None
+    type: str
+    name: str
+    scope: str = "global"
+
+
+class JobStartedV1(Payload):
+    """A job began running; the fields and names of cc-backend's `schema.Job` (archive `meta.json`)."""
+
+    jobId: int
+    user: str
+    project: str
+    cluster: str
+    subCluster: str
+    partition: str = ""
+    arrayJobId: int = 0
+    numNodes: int
+    numHwthreads: int = 0
+    numAcc: int = 0
+    shared: SharedMode = "none"
+    monitoringStatus: int = Field(default=1, ge=0, le=3)
+    smt: int = 1
+    walltime: int = 0
+    requestedMemory: int = 0
+    submitTime: int = 0
+    startTime: int
+    resources: list[Resource]
+    metaData: dict[str, str] = Field(default_factory=dict)
+    tags: list[JobTag] = Field(default_factory=list)
+    footprint: dict[str, float] | None = None
+    energyFootprint: dict[str, float] | None = None
+    energy: float = 0.0
+    statistics: dict[str, Any] | None = None
+    #: Database id to keep, for jobs imported from an existing cc-backend database.
+    dbId: int | None = None
+
+
+class JobStoppedV1(Payload):
+    """A running job ended."""
+
+    jobState: JobState
+    stopTime: int
+    duration: int = Field(ge=0)
+    #: The parked stop this stop resolves, when the stop arrived before its start.
+    parkedStopId: str | None = None
+
+
+class JobStopParkedV1(Payload):
+    """A stop arrived for a job not started yet; kept until its start arrives."""
+
+    cluster: str
+    jobId: int
+    startTime: int | None = None
+    jobState: JobState
+    stopTime: int
+
+
+class JobTagAddedV1(Payload):
+    """A tag was attached to a job."""
+
+    type: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    scope: str = "global"
+
+
+class JobTagRemovedV1(Payload):
+    """A tag was detached from a job."""
+
+    type: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    scope: str = "global"
+
+
+class TagDeletedV1(Payload):
+    """A tag was removed from the system, and from every job that had it."""
+
+    type: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    scope: str = "global"
+
+
+class JobMetadataUpdatedV1(Payload):
+    """One key of a job's metaData was set (an existing key is overwritten)."""
+
+    key: str = Field(min_length=1)
+    value: str
+
+
+class JobDeletedV1(Payload):
+    """A job was removed from the job database (its archive entry stays)."""
+
+    reason: str = ""
+
+
+class UserCreatedV1(Payload):
+    """A user account was created or replaced (password holds a bcrypt hash, never the password)."""
+
+    username: str = Field(min_length=1)
+    password: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    projects: list[str] = Field(default_factory=list)
+    name: str | None = None
+    email: str | None = None
+    #: cc-backend's `ldap` column: 0 local, 1 LDAP, 2 token, 3 OIDC.
+    authSource: int = 0
+
+
+class UserUpdatedV1(Payload):
+    """A user's roles or projects changed; absent fields stay as they are."""
+
+    username: str = Field(min_length=1)
+    roles: list[str] | None = None
+    projects: list[str] | None = None
+
+
+class UserDeletedV1(Payload):
+    """A user account was removed."""
+
+    username: str = Field(min_length=1)
+
+
+#: Every published (type, version) and its model. Adding a version means adding an upcaster too.
+PAYLOADS: dict[tuple[str, int], type[Payload]] = {
+    ("job.started", 1): JobStartedV1,
+    ("job.stopped", 1): JobStoppedV1,
+    ("job.stop_parked", 1): JobStopParkedV1,
+    ("job.tag_added", 1): JobTagAddedV1,
+    ("job.tag_removed", 1): JobTagRemovedV1,
+    ("tag.deleted", 1): TagDeletedV1,
+    ("job.metadata_updated", 1): JobMetadataUpdatedV1,
+    ("job.deleted", 1): JobDeletedV1,
+    ("user.created", 1): UserCreatedV1,
+    ("user.updated", 1): UserUpdatedV1,
+    ("user.deleted", 1): UserDeletedV1,
+}
+
+#: The version producers write today for each type.
+CURRENT_VERSION: dict[str, int] = {}
+for _type, _version in PAYLOADS:
+    CURRENT_VERSION[_type] = max(_version, CURRENT_VERSION.get(_type, 0))
+
+
+class UnknownEventType(ValueError):
+    """An event type or version this build does not know."""
+
+
+def payload_model(type: str, version: int) -> type[Payload]:
+    """The model of one published (type, version)."""
+    try:
+        return PAYLOADS[(type, version)]
+    except KeyError:
+        raise UnknownEventType(f"unknown event type {type!r} version {version}") from None
+
+
+def validate_payload(type: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """Check a payload against its model; returns it normalised (defaults filled in)."""
+    return payload_model(type, version).model_validate(data).model_dump(mode="json", exclude_none=False)

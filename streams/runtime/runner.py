@@ -1,0 +1,212 @@
+"""Runs one checkpointed agent over the log: read from its checkpoint, apply in batches, repeat.
+
+The agent applies a batch and stores its new checkpoint atomically (one transaction), so a crash at
+any point resumes exactly where the last commit left off. A failing batch is retried with back-off,
+shrinking to one event to isolate the culprit; it is reported in the status and the log, never
+skipped: a read model that silently missed an event would be wrong forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from streams.events import Event
+from streams.events.upcasters import upcast
+from streams.log import EventLog
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointedAgent(Protocol):
+    """Something that consumes events and remembers, atomically with its effects, how far it got."""
+
+    name: str
+
+    def checkpoint(self) -> int:
+        """Position of the last event whose effects are committed."""
+        ...
+
+    def apply(self, events: Sequence[Event]) -> None:
+        """Apply the events and store events[-1].position as checkpoint, all or nothing."""
+        ...
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """What an operator needs to know about one agent."""
+
+    name: str
+    checkpoint: int
+    head: int
+    lag: int
+    running: bool
+    failures: int
+    last_error: str | None
+    blocked_at: int | None
+
+
+def upcast_event(event: Event) -> Event:
+    """Hand agents only current payload versions."""
+    version, data = upcast(event.type, event.version, event.data)
+    if version == event.version:
+        return event
+    return Event(
+        id=event.id, type=event.type, subject=event.subject, data=data, version=version, time=event.time,
+        source=event.source, causation_id=event.causation_id, position=event.position,
+        recorded_at=event.recorded_at,
+    )
+
+
+class AgentRunner:
+    """A thread that keeps one agent caught up with the log and lets callers wait for it."""
+
+    def __init__(
+        self,
+        log_: EventLog,
+        agent: CheckpointedAgent,
+        *,
+        batch_size: int = 2000,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.log = log_
+        self.agent = agent
+        self.batch_size = batch_size
+        self.max_backoff = max_backoff
+        self._position = agent.checkpoint()
+        self._progress = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures = 0
+        self._last_error: str | None = None
+        self._blocked_at: int | None = None
+        self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    @property
+    def position(self) -> int:
+        """How far the agent's committed effects reach."""
+        return self._position
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the runner thread."""
+        self._thread = threading.Thread(target=self._run, name=f"agent-{self.agent.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the batch in hand."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._wake_all()
+
+    def run_until_caught_up(self) -> int:
+        """Process synchronously up to the current head (tools and tests, without a thread)."""
+        while self.step():
+            pass
+        return self._position
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.step():
+                self.log.wait(self._position, 0.5)
+
+    def step(self) -> bool:
+        """Apply one batch; False when there was nothing to do."""
+        size = 1 if self._blocked_at is not None else self.batch_size
+        events = self.log.read(self._position, size)
+        if not events:
+            return False
+        batch = [upcast_event(e) for e in events]
+        try:
+            self.agent.apply(batch)
+        except Exception as exc:
+            self._record_failure(batch, exc)
+            return not self._stop.is_set()
+        if self._blocked_at is not None:
+            log.warning("agent %s recovered at position %s", self.agent.name, self._blocked_at)
+        self._blocked_at = None
+        self._failures = 0
+        self._advance(batch[-1].position or self._position)
+        return True
+
+    def _record_failure(self, batch: list[Event], exc: Exception) -> None:
+        self._failures += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        if len(batch) == 1:
+            self._blocked_at = batch[0].position
+            log.error(
+                "agent %s cannot apply event %s (%s at position %s), attempt %d: %s",
+                self.agent.name, batch[0].id, batch[0].type, batch[0].position, self._failures, exc,
+            )
+        else:
+            # Narrow down: the next attempt goes one event at a time until the culprit is found.
+            self._blocked_at = batch[0].position
+        backoff = min(self.max_backoff, 0.05 * (2 ** min(self._failures, 10)))
+        self._stop.wait(backoff)
+
+    def _advance(self, position: int) -> None:
+        with self._progress:
+            self._position = position
+            self._progress.notify_all()
+            ready = [w for w in self._async_waiters if w[0] <= position]
+            self._async_waiters = [w for w in self._async_waiters if w[0] > position]
+        for _, loop, future in ready:
+            loop.call_soon_threadsafe(_resolve, future)
+
+    def _wake_all(self) -> None:
+        with self._progress:
+            waiters, self._async_waiters = self._async_waiters, []
+            self._progress.notify_all()
+        for _, loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future)
+
+    # -- waiting (read-your-writes) ---------------------------------------------------------------
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until the agent has applied `position`; False on timeout."""
+        with self._progress:
+            return self._progress.wait_for(lambda: self._position >= position, timeout)
+
+    async def wait_for_async(self, position: int, timeout: float) -> bool:
+        """Await until the agent has applied `position`; False on timeout."""
+        if self._position >= position:
+            return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._progress:
+            if self._position >= position:
+                return True
+            self._async_waiters.append((position, loop, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+        return self._position >= position
+
+    def status(self) -> AgentStatus:
+        """Checkpoint, head, lag and the last failure."""
+        head = self.log.head()
+        return AgentStatus(
+            name=self.agent.name,
+            checkpoint=self._position,
+            head=head,
+            lag=max(head - self._position, 0),
+            running=self._thread is not None and self._thread.is_alive(),
+            failures=self._failures,
+            last_error=self._last_error,
+            blocked_at=self._blocked_at,
+        )
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+

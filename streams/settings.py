@@ -1,0 +1,44 @@
+"""Settings owned by the streams package: the event log and the job intake."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class EventLogSettings(_Section):
+    """`event-log` section: where the source of truth lives."""
+
+    kind: Literal["sqlite", "memory"] = Field(
+        default="sqlite",
+        description="Event log implementation: `sqlite` (embedded file, durable) or `memory` (tests only).",
+    )
+    path: str = Field(default="./var/events.db", description="SQLite file of the embedded event log.")
+
+
+class IntakeSettings(_Section):
+    """`intake` section: how job events are accepted."""
+
+    duplicate_window: int = Field(
+        default=86400,
+        alias="duplicate-window",
+        ge=0,
+        description="A start of a job id already started within this many seconds is a duplicate (422).",
+    )
+    park_early_stops: bool = Field(
+        default=True,
+        alias="park-early-stops",
+        description="Keep a stop whose job has not started yet and apply it when the start arrives "
+        "(cc-backend drops it with 404).",
+    )
+    read_your_writes_timeout: float = Field(
+        default=10.0,
+        alias="read-your-writes-timeout",
+        gt=0,
+        description="Seconds an API answer waits for the read model to show what was just written.",
+    )

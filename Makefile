@@ -37,6 +37,7 @@ imports: $(STAMP)
 
 openapi: $(STAMP)
 	$(BIN)/python -m api.openapi --check
+	$(BIN)/python -m api.configdoc --check
 
 unit: $(STAMP) services
 	$(BIN)/pytest -q

@@ -131,9 +131,7 @@ def parse_allowed_ips(entries: Sequence[str]) -> AllowList:
         try:
             networks.append(_unmap_network(ipaddress.ip_network(entry.strip(), strict=False)))
         except ValueError:
-            raise ValueError(
-                f"invalid entry {entry!r} in apiAllowedIPs: not an IP address or CIDR network"
-            ) from None
+            raise ValueError(f"invalid entry {entry!r} in apiAllowedIPs: not an IP address or CIDR network") from None
     return tuple(networks)
 
 
@@ -237,8 +235,8 @@ class JWTAuthenticator:
                 token,
                 self._public_key,
                 algorithms=["EdDSA"],
-                # Time claims are checked against our injectable clock in _check_validity_period.
-                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
+                # Time claims and sub are checked below: our clock, our messages.
+                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_sub": False},
             )
         except jwt.InvalidSignatureError:
             raise ApiError(401, "token signature is invalid") from None
@@ -337,9 +335,7 @@ class ApiAuth:
     requests that really come from the proxy.
     """
 
-    def __init__(
-        self, authenticator: JWTAuthenticator | None, allowed_ips: Sequence[str], disabled: bool
-    ) -> None:
+    def __init__(self, authenticator: JWTAuthenticator | None, allowed_ips: Sequence[str], disabled: bool) -> None:
         self._authenticator = authenticator
         self._allowed = parse_allowed_ips(allowed_ips)
         self._disabled = disabled

@@ -129,8 +129,11 @@ def cmd_add_user(args: argparse.Namespace) -> None:
         raise CliError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(sorted(known))}")
     if not password and roles != ["api"]:
         raise CliError("only API users may have an empty password")
-    data = {"username": username, "password": hash_password(password) if password else None, "roles": roles,
-            "projects": [], "authSource": 0}
+    try:
+        hashed = hash_password(password) if password else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    data = {"username": username, "password": hashed, "roles": roles, "projects": [], "authSource": 0}
     _append_user_event(_settings(args), "user.created", data)
     print(f"user {username} added with roles {', '.join(roles)}")
 

@@ -19,9 +19,7 @@ def hash_password(plain: str) -> str:
     """
     raw = plain.encode("utf-8")
     if len(raw) > BCRYPT_MAX_PASSWORD_BYTES:
-        raise ValueError(
-            f"password is {len(raw)} bytes long; bcrypt accepts at most {BCRYPT_MAX_PASSWORD_BYTES}"
-        )
+        raise ValueError(f"password is {len(raw)} bytes long; bcrypt accepts at most {BCRYPT_MAX_PASSWORD_BYTES}")
     # Go writes the "2a" prefix; using it too keeps imported and new rows alike.
     return bcrypt.hashpw(raw, bcrypt.gensalt(rounds=BCRYPT_COST, prefix=b"2a")).decode("ascii")
 

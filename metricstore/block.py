@@ -13,12 +13,17 @@ class Chunk:
     """`chunk_len` consecutive slots of many rows. `rows` is None when row r lives at data[r] (dense);
     otherwise it lists, sorted, the rows kept after retention or a free (sparse)."""
 
-    __slots__ = ("data", "number", "rows")
+    __slots__ = ("archived", "data", "number", "rows")
 
     def __init__(self, number: int, data: np.ndarray, rows: np.ndarray | None = None) -> None:
         self.number = number
         self.data = data
         self.rows = rows
+        self.archived = False  # set once its data went to the Parquet archive (data is final by then)
+
+    def row_ids(self) -> np.ndarray:
+        """Rows this chunk holds storage for."""
+        return np.arange(self.data.shape[0]) if self.rows is None else self.rows
 
     def positions(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(mask of rows present, their positions in `data`)."""
@@ -49,7 +54,7 @@ class Chunk:
 
     def keep_only(self, keep: np.ndarray) -> int:
         """Restrict the chunk to the sorted rows `keep`; returns how many stored rows were freed."""
-        all_rows = np.arange(self.data.shape[0]) if self.rows is None else self.rows
+        all_rows = self.row_ids()
         keep = np.intersect1d(all_rows, keep)
         freed = len(all_rows) - len(keep)
         if freed:

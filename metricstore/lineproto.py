@@ -14,7 +14,7 @@ from metricstore.series import split_unescaped
 
 _COLUMNS = ["s", "f", "t"]
 _CONVERT = pacsv.ConvertOptions(
-    column_types={"s": pa.dictionary(pa.int32(), pa.string()), "f": pa.string(), "t": pa.int64()},
+    column_types={"s": pa.string(), "f": pa.string(), "t": pa.int64()},
     strings_can_be_null=False,
     quoted_strings_can_be_null=False,
 )
@@ -77,9 +77,11 @@ def parse_fast(data: bytes) -> ParsedBatch | None:
         return None
     if table.num_rows == 0:
         return ParsedBatch([], np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int64))
-    scol = table.column("s").combine_chunks()
-    series = scol.dictionary.to_pylist()
-    if any(not s or s[0] == "#" for s in series):
+    # One Python string per line: dictionary-encoding costs more than it saves, since a collector
+    # batch rarely repeats a series; the store's cache of known series strings does the dedup.
+    series = table.column("s").to_pylist()
+    scol = table.column("s")
+    if pc.any(pc.starts_with(scol, "#")).as_py() or pc.min(pc.utf8_length(scol)).as_py() == 0:
         return None
     fcol = table.column("f")
     if not pc.all(pc.starts_with(fcol, "value=")).as_py():
@@ -99,8 +101,7 @@ def parse_fast(data: bytes) -> ParsedBatch | None:
     times = table.column("t").to_numpy()
     if times.min() < 0:
         return None
-    return ParsedBatch(series, scol.indices.to_numpy().astype(np.int32, copy=False), values,
-                       to_seconds_array(times))
+    return ParsedBatch(series, np.arange(len(series), dtype=np.int32), values, to_seconds_array(times))
 
 
 def parse_value(text: str) -> float:

@@ -45,7 +45,8 @@ class MetricStore:
         self.counters = Counters()
         self.wal: WalWriter | None = None
         self._block_ids: dict[tuple[str, int], int] = {}
-        self._cache: dict[str | None, dict[str, int | LineError]] = {}
+        self._cache: dict[str | None, dict[str, int]] = {}
+        self._errors: list[LineError] = []
         self._runtime: Any = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -62,6 +63,34 @@ class MetricStore:
         if self._runtime is not None:
             self._runtime.stop()
             self._runtime = None
+
+    def free(self, selectors: list[list[str]], to: int) -> int:
+        """Free the selected series' data older than `to` (logged to the WAL); returns buffers freed."""
+        from metricstore.background import free_logged
+
+        return free_logged(self, selectors, to)
+
+    def checkpoint(self) -> None:
+        """Take a snapshot now (normally the background thread does, every `checkpoints.interval`)."""
+        if self._runtime is None:
+            raise RuntimeError("checkpoint needs a started store")
+        self._runtime.snapshot()
+
+    def maintain(self) -> None:
+        """Apply retention and the memory cap now (normally every `cleanup.interval`)."""
+        if self._runtime is not None:
+            self._runtime.maintain()
+            return
+        from metricstore.maintenance import apply_memory_cap, apply_retention
+
+        with self.lock:
+            apply_retention(self, archive=False)
+            apply_memory_cap(self, self.settings.memory_cap_bytes, archive=False)
+
+    def flush(self) -> None:
+        """Write the pending WAL records now."""
+        if self.wal is not None:
+            self.wal.flush()
 
     # ----------------------------------------------------------------- index
     def block_id(self, cluster: str, frequency: int) -> int:
@@ -89,36 +118,50 @@ class MetricStore:
     def metric_info(self, cluster: str, metric: str) -> MetricInfo | None:
         return self.catalogue.metric(cluster, metric)
 
-    def _resolve(self, raw: str, default_cluster: str | None, new_rows: list[list[Any]]) -> int | LineError:
+    def _resolve(self, raw: str, default_cluster: str | None, new_rows: list[list[Any]]) -> int:
+        """Code of a series string: >= 0 is (block << 32 | row), -1 an unknown metric, below that an error."""
         try:
             key = parse_series(raw, default_cluster)
         except LineError as exc:
-            return exc
+            return self._error_code(exc)
         if not self.catalogue.knows_cluster(key.cluster):
-            return LineError("unknown_cluster", f"unknown cluster {key.cluster!r} (no cluster.json, no metrics)")
+            return self._error_code(LineError("unknown_cluster",
+                                              f"unknown cluster {key.cluster!r} (no cluster.json, no metrics)"))
         info = self.catalogue.metric(key.cluster, key.metric)
         if info is None:
             return UNKNOWN_METRIC
         known = self.index.get(key.cluster, {}).get(key.host, {}).get(key.metric, {}).get(key.level)
-        bid, row = known or self.define_row(key.cluster, info.frequency, key.host, key.level, key.metric)
-        if known is None:
+        if known is not None:
+            bid, row = known
+        else:
+            bid, row = self.define_row(key.cluster, info.frequency, key.host, key.level, key.metric)
             new_rows.append([bid, key.cluster, info.frequency, row, key.host, key.level, key.metric])
         return (bid << 32) | row
 
-    def _codes(self, batch: ParsedBatch, default_cluster: str | None) -> list[int | LineError]:
+    def _error_code(self, exc: LineError) -> int:
+        self._errors.append(exc)
+        return -1 - len(self._errors)
+
+    def _codes(self, batch: ParsedBatch, default_cluster: str | None) -> np.ndarray:
+        """One code per entry of `batch.series`, from the cache of known series strings when possible."""
         cache = self._cache.get(default_cluster)
-        if cache is None or len(cache) > CACHE_LIMIT:
+        if cache is None or len(cache) > CACHE_LIMIT or len(self._errors) > CACHE_LIMIT:
+            if len(self._errors) > CACHE_LIMIT:
+                self._cache, self._errors = {}, []
             cache = self._cache[default_cluster] = {}
-        codes: list[int | LineError | None] = list(map(cache.get, batch.series))
+        codes: list[int | None] = list(map(cache.get, batch.series))
         if None in codes:
             new_rows: list[list[Any]] = []
             for i, code in enumerate(codes):
                 if code is None:
-                    code = codes[i] = cache[batch.series[i]] = self._resolve(batch.series[i], default_cluster,
-                                                                             new_rows)
+                    raw = batch.series[i]
+                    code = cache.get(raw)
+                    if code is None:
+                        code = cache[raw] = self._resolve(raw, default_cluster, new_rows)
+                    codes[i] = code
             if new_rows and self.wal is not None:
                 self.wal.append(KIND_ROWS, orjson.dumps(new_rows))
-        return codes  # type: ignore[return-value]
+        return np.array(codes, dtype=np.int64)
 
     # ----------------------------------------------------------------- ingest
     def ingest_lines(self, data: bytes, default_cluster: str | None = None) -> IngestReport:
@@ -127,39 +170,41 @@ class MetricStore:
         batch = parse_fast(data) or parse_lines(data, now)
         with self.lock:
             codes = self._codes(batch, default_cluster)
-            if batch.lines is None and any(isinstance(c, LineError) for c in codes):
+            if batch.lines is None and codes.size and codes.min() < UNKNOWN_METRIC:
                 batch = parse_lines(data, now)  # only the per-line parser knows line numbers
                 codes = self._codes(batch, default_cluster)
             report = self._store_batch(batch, codes, now)
         self.counters.add_report(report)
         return report
 
-    def _store_batch(self, batch: ParsedBatch, codes: list[int | LineError], now: int) -> IngestReport:
+    def _store_batch(self, batch: ParsedBatch, codes: np.ndarray, now: int) -> IngestReport:
         report = IngestReport(errors=list(batch.errors))
-        n = len(batch.values)
-        if n == 0:
+        if len(batch.values) == 0:
             return report
-        code_arr = np.fromiter((c if isinstance(c, int) else -2 for c in codes), np.int64, len(codes))
-        per_sample = code_arr[batch.series_idx]
-        bad = per_sample == -2
+        per_sample = codes[batch.series_idx]
+        bad = per_sample < UNKNOWN_METRIC
         if bad.any():
+            assert batch.lines is not None
             for i in np.nonzero(bad)[0]:
-                err = codes[batch.series_idx[i]]
-                assert isinstance(err, LineError) and batch.lines is not None
+                err = self._errors[-2 - int(per_sample[i])]
                 report.errors.append((int(batch.lines[i]), err.reason, str(err)))
         unknown = per_sample == UNKNOWN_METRIC
         if unknown.any():
             report.dropped_unknown_metric = int(np.count_nonzero(unknown))
             for s in np.unique(batch.series_idx[unknown]):
                 report.unknown_metrics.add(batch.series[s].split(",", 1)[0])
+        good = per_sample >= 0
         future = batch.times > now + FUTURE_TOLERANCE
         if future.any():
-            for i in np.nonzero(future & (per_sample >= 0))[0]:
+            for i in np.nonzero(future & good)[0]:
                 line = int(batch.lines[i]) if batch.lines is not None else 0
                 report.errors.append((line, "future_timestamp",
                                       f"timestamp {int(batch.times[i])} is more than {FUTURE_TOLERANCE}s ahead"))
-        good = (per_sample >= 0) & ~future
-        self._write(per_sample[good], batch.times[good], batch.values[good].astype(np.float32), report)
+            good &= ~future
+        if good.all():
+            self._write(per_sample, batch.times, batch.values.astype(np.float32), report)
+        else:
+            self._write(per_sample[good], batch.times[good], batch.values[good].astype(np.float32), report)
         report.errors.sort()
         return report
 
@@ -169,10 +214,12 @@ class MetricStore:
         bids = codes >> 32
         rows = codes & 0xFFFFFFFF
         lo, hi = int(bids.min()), int(bids.max())
-        for bid in ([lo] if lo == hi else np.unique(bids).tolist()):
-            sel = None if lo == hi else bids == bid
-            r, t, v = (rows, times, values) if sel is None else (rows[sel], times[sel], values[sel])
-            self.write_samples(int(bid), r, t, v, report)
+        if lo == hi:
+            self.write_samples(lo, rows, times, values, report)
+            return
+        for bid in np.unique(bids).tolist():
+            sel = bids == bid
+            self.write_samples(int(bid), rows[sel], times[sel], values[sel], report)
 
     def write_samples(self, bid: int, rows: np.ndarray, times: np.ndarray, values: np.ndarray,
                       report: IngestReport | None = None) -> None:

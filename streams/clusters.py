@@ -82,7 +82,7 @@ class ClusterRegistry:
     def add(self, cluster: Mapping[str, Any]) -> None:
         """Add one cluster.json dict (deep-copied, so later changes by the caller don't leak in)."""
         name = cluster.get("name")
-        origin = f"cluster {name!r}" if isinstance(name, str) else "cluster"
+        origin = f"cluster {name!r}" if _nonempty_str(name) else "cluster"
         self._insert(_compile(copy.deepcopy(dict(cluster)), origin), origin)
 
     def _insert(self, cluster: _Cluster, origin: str) -> None:
@@ -297,7 +297,14 @@ def _missing_or_bad(obj: Mapping[str, Any], key: str, expected: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+    """Short description of a wrong value for messages: containers by kind, scalars as written."""
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    if isinstance(value, dict):
+        return "an object" if value else "an empty object"
+    return f"{value!r:.60}"
 
 
 def _nonempty_str(value: Any) -> bool:
@@ -387,7 +394,7 @@ def _run(where: str, obj: Mapping[str, Any], checks: list[_Check]) -> list[str]:
             if required:
                 problems.append(f"{where}: missing {key!r}")
         elif not check(obj[key]):
-            problems.append(f"{where}: {key!r} should be {expected}, got {obj[key]!r:.60}")
+            problems.append(f"{where}: {key!r} should be {expected}, got {_kind(obj[key])}")
     return problems
 
 

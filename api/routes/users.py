@@ -49,9 +49,13 @@ def build_router(admin_auth: Any) -> APIRouter:
         if project and role != "manager":
             raise ApiError(400, "only managers require a project (can be changed later)")
         services = services_of(request)
+        try:
+            hashed = hash_password(password) if password else None
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
         data = {
             "username": username,
-            "password": hash_password(password) if password else None,
+            "password": hashed,
             "roles": [role],
             "projects": [project] if project else [],
             "name": str(form.get("name") or "") or None,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streams.events import Event
 from streams.events.codec import decode_data, encode_data
@@ -56,19 +57,19 @@ class _Request:
     done: concurrent.futures.Future[list[AppendResult]] = field(default_factory=concurrent.futures.Future)
 
 
-def _row_to_event(row: sqlite3.Row | tuple[object, ...]) -> Event:
+def _row_to_event(row: tuple[Any, ...]) -> Event:
     position, id_, type_, version, subject, time_, source, causation_id, data, recorded_at = row
     return Event(
         id=str(id_),
         type=str(type_),
         subject=str(subject),
-        data=decode_data(data),  # type: ignore[arg-type]
-        version=int(version),  # type: ignore[call-overload]
-        time=float(time_),  # type: ignore[arg-type]
+        data=decode_data(data),
+        version=int(version),
+        time=float(time_),
         source=str(source),
-        causation_id=causation_id,  # type: ignore[arg-type]
-        position=int(position),  # type: ignore[call-overload]
-        recorded_at=float(recorded_at),  # type: ignore[arg-type]
+        causation_id=causation_id,
+        position=int(position),
+        recorded_at=float(recorded_at),
     )
 
 

@@ -9,6 +9,7 @@ skipped: a read model that silently missed an event would be wrong forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -84,6 +85,7 @@ class AgentRunner:
         self._failures = 0
         self._last_error: str | None = None
         self._blocked_at: int | None = None
+        self._narrow_until = 0
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @property
@@ -120,7 +122,7 @@ class AgentRunner:
 
     def step(self) -> bool:
         """Apply one batch; False when there was nothing to do."""
-        size = 1 if self._blocked_at is not None else self.batch_size
+        size = 1 if self._position < self._narrow_until else self.batch_size
         events = self.log.read(self._position, size)
         if not events:
             return False
@@ -147,8 +149,8 @@ class AgentRunner:
                 self.agent.name, batch[0].id, batch[0].type, batch[0].position, self._failures, exc,
             )
         else:
-            # Narrow down: the next attempt goes one event at a time until the culprit is found.
-            self._blocked_at = batch[0].position
+            # Narrow down: go one event at a time through this batch until the culprit is found.
+            self._narrow_until = batch[-1].position or 0
         backoff = min(self.max_backoff, 0.05 * (2 ** min(self._failures, 10)))
         self._stop.wait(backoff)
 
@@ -159,14 +161,14 @@ class AgentRunner:
             ready = [w for w in self._async_waiters if w[0] <= position]
             self._async_waiters = [w for w in self._async_waiters if w[0] > position]
         for _, loop, future in ready:
-            loop.call_soon_threadsafe(_resolve, future)
+            _resolve_threadsafe(loop, future)
 
     def _wake_all(self) -> None:
         with self._progress:
             waiters, self._async_waiters = self._async_waiters, []
             self._progress.notify_all()
         for _, loop, future in waiters:
-            loop.call_soon_threadsafe(_resolve, future)
+            _resolve_threadsafe(loop, future)
 
     # -- waiting (read-your-writes) ---------------------------------------------------------------
 
@@ -188,6 +190,8 @@ class AgentRunner:
         try:
             await asyncio.wait_for(future, timeout)
         except TimeoutError:
+            with self._progress:
+                self._async_waiters = [w for w in self._async_waiters if w[2] is not future]
             return False
         return self._position >= position
 
@@ -209,4 +213,10 @@ class AgentRunner:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _resolve_threadsafe(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    # The waiter's loop may have closed meanwhile (its request was cancelled); nothing to wake then.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_resolve, future)
 

@@ -160,9 +160,7 @@ def test_expand_refuses_more_than_limit() -> None:
         ("g[01-10],f[0101-0188", 10, "unclosed '['"),
     ],
 )
-def test_malformed_expressions_name_expression_and_position(
-    expression: str, position: int, problem: str
-) -> None:
+def test_malformed_expressions_name_expression_and_position(expression: str, position: int, problem: str) -> None:
     with pytest.raises(NodeListError) as caught:
         NodeList.parse(expression)
     assert str(caught.value) == f"invalid nodelist {expression!r}: {problem} at position {position}"

@@ -1,0 +1,151 @@
+"""cc-metric-store's HTTP surface (`/api/write|query|free|debug|healthcheck/`) over a MetricStore."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.errors import ApiError, install_error_handlers
+from metricstore import debug, health
+from metricstore.query import APIQueryRequest, run_query
+from metricstore.store import MetricStore
+
+MAX_BODY = 256 * 1024 * 1024
+
+
+class _Lifecycle(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class HealthCheckRequest(BaseModel):
+    """`/api/healthcheck/` body as cc-backend sends it."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    cluster: str = Field(min_length=1)
+    nodes: list[str]
+    metric_names: list[str] | None = Field(None, alias="metric-names")
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json")
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+
+
+async def _body(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
+    return body
+
+
+def _parse_json(body: bytes, what: str) -> Any:
+    if not body.strip():
+        raise ApiError(400, f"{what}: empty request body, expected JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"{what}: invalid JSON: {exc}") from None
+
+
+def _go_style(response: dict[str, Any]) -> dict[str, Any]:
+    """cc-metric-store writes data with 3 decimals and statistics with 2; NaN becomes null."""
+    for entries in response["results"]:
+        for entry in entries:
+            if "data" in entry:
+                entry["data"] = np.round(np.asarray(entry["data"], np.float64), 3)
+            for key in ("avg", "min", "max"):
+                if key in entry:
+                    value = entry[key]
+                    entry[key] = None if value != value else round(value, 2)
+    return response
+
+
+def build_metricstore_router(store: MetricStore, auth: Callable[..., Any]) -> APIRouter:
+    """All cc-metric-store routes, each behind the caller's auth dependency."""
+    router = APIRouter(prefix="/api", dependencies=[Depends(auth)], tags=["metricstore"])
+
+    @router.post("/write/")
+    async def write(request: Request, cluster: str | None = None) -> Response:
+        report = store.ingest_lines(await _body(request), cluster or None)
+        if not report.ok:
+            raise ApiError(400, report.message())
+        return _json(report.as_dict())
+
+    @router.api_route("/query/", methods=["GET", "POST"])
+    async def query(request: Request) -> Response:
+        try:
+            req = APIQueryRequest.model_validate(_parse_json(await _body(request), "query"))
+        except ValidationError as exc:
+            raise ApiError(400, f"query: {_describe(exc)}") from None
+        return _json(_go_style(run_query(store, req)))
+
+    @router.post("/free/")
+    async def free(request: Request, to: str | None = None) -> PlainTextResponse:
+        if to is None or not to.lstrip("-").isdigit():
+            raise ApiError(400, f"free: query parameter 'to' must be a unix timestamp, got {to!r}")
+        selectors = _parse_json(await _body(request), "free")
+        if not isinstance(selectors, list) or not all(
+                isinstance(s, list) and s and all(isinstance(p, str) for p in s) for s in selectors):
+            raise ApiError(400, "free: body must be a list of selectors (non-empty lists of strings)")
+        return PlainTextResponse(f"buffers freed: {store.free(selectors, int(to))}")
+
+    @router.api_route("/debug/", methods=["GET", "POST"])
+    async def debug_dump(selector: str | None = None) -> Response:
+        parts = [p for p in (selector or "").split(":") if p]
+        try:
+            return _json(debug.dump(store, parts))
+        except KeyError as exc:
+            raise ApiError(400, f"debug: {exc.args[0]}") from None
+
+    @router.api_route("/healthcheck/", methods=["GET", "POST"])
+    async def healthcheck(request: Request, cluster: str | None = None, node: str | None = None) -> Response:
+        body = await _body(request)
+        raw: Any = ({"cluster": cluster or "", "nodes": [node] if node else []} if not body.strip()
+                    else _parse_json(body, "healthcheck"))
+        try:
+            req = HealthCheckRequest.model_validate(raw)
+        except ValidationError as exc:
+            raise ApiError(400, f"healthcheck: {_describe(exc)}") from None
+        return _json(health.healthcheck(store, req.cluster, req.nodes, req.metric_names))
+
+    return router
+
+
+def create_metricstore_app(store: MetricStore, auth: Callable[..., Any],
+                           services: tuple[_Lifecycle, ...] = ()) -> FastAPI:
+    """The standalone metric store (`ccstream metricstore`): starts the store and e.g. the NATS subscriber."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        store.start()
+        for service in services:
+            await service.start()
+        try:
+            yield
+        finally:
+            for service in reversed(services):
+                await service.stop()
+            store.close()
+
+    app = FastAPI(title="ccstream metric store", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(build_metricstore_router(store, auth))
+
+    @app.get("/api/metricstore/stats/", dependencies=[Depends(auth)])
+    async def stats() -> Response:
+        return _json(store.stats())
+
+    return app

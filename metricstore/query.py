@@ -1,0 +1,167 @@
+"""cc-metric-store's `/api/query/` semantics over the store: selectors, aggregation, stats, resampling."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from metricstore.resample import lttb
+from metricstore.store import Levels, MetricStore
+
+
+class QueryError(ValueError):
+    """A query that cannot be answered; reported per result, as cc-metric-store does."""
+
+
+def _ids(value: Any) -> Any:
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+class APIQuery(BaseModel):
+    """One query of a request (cc-metric-store's `APIQuery`)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    metric: str = Field(min_length=1)
+    host: str = Field(min_length=1)
+    type: str | None = None
+    subtype: str | None = None
+    type_ids: list[str] | None = Field(None, alias="type-ids")
+    subtype_ids: list[str] | None = Field(None, alias="subtype-ids")
+    resolution: int = Field(0, ge=0)
+    scale_by: float = Field(0, alias="scale-by")
+    aggreg: bool = False
+
+    _coerce_ids = field_validator("type_ids", "subtype_ids", mode="before")(_ids)
+
+    def as_response(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"metric": self.metric, "host": self.host, "resolution": self.resolution,
+                               "aggreg": self.aggreg}
+        if self.type is not None:
+            out["type"] = self.type
+        if self.type_ids:
+            out["type-ids"] = self.type_ids
+        return out
+
+
+class APIQueryRequest(BaseModel):
+    """A `/api/query/` body. Stats, data and padding default to true, as in cc-metric-store."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    cluster: str = Field(min_length=1)
+    queries: list[APIQuery] = Field(default_factory=list)
+    for_all_nodes: list[str] | None = Field(None, alias="for-all-nodes")
+    from_: int = Field(alias="from")
+    to: int
+    with_stats: bool = Field(True, alias="with-stats")
+    with_data: bool = Field(True, alias="with-data")
+    with_padding: bool = Field(True, alias="with-padding")
+
+
+def find_levels(levels: Levels, prefix: str) -> list[tuple[int, int]]:
+    """cc-metric-store's findBuffers: the buffer at `prefix`, else the shallowest buffers below it."""
+    hit = levels.get(prefix)
+    if hit is not None:
+        return [hit]
+    below = [lvl for lvl in levels if lvl.startswith(prefix + "/")] if prefix else [lvl for lvl in levels if lvl]
+    chosen = set(below)
+    return [levels[lvl] for lvl in below if (lvl.rsplit("/", 1)[0] if "/" in lvl else "") not in chosen]
+
+
+def select_rows(store: MetricStore, cluster: str, host: str, metric: str,
+                prefixes: list[str]) -> tuple[int, np.ndarray]:
+    """(block id, rows) answering a selector; caller holds the store lock."""
+    levels = store.levels(cluster, host, metric)
+    found: list[tuple[int, int]] = []
+    if levels:
+        for prefix in prefixes:
+            found.extend(find_levels(levels, prefix))
+    if not found:
+        raise QueryError("metric or host not found")
+    return found[0][0], np.fromiter((r for _b, r in found), np.int64, len(found))
+
+
+def aggregate(values: np.ndarray, aggregation: str) -> np.ndarray:
+    """Combine rows into one series; missing values are left out, an all-missing step stays NaN."""
+    if values.shape[0] == 1:
+        return values[0]
+    if aggregation not in ("sum", "avg"):
+        raise QueryError("invalid aggregation")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if aggregation == "avg":
+            return np.nanmean(values, axis=0).astype(np.float32)
+        counts = np.count_nonzero(~np.isnan(values), axis=0)
+        return np.where(counts > 0, np.nansum(values, axis=0), np.nan).astype(np.float32)
+
+
+def stats(data: np.ndarray) -> tuple[float, float, float]:
+    """(avg, min, max) over the present values; NaN when there are none."""
+    present = data[~np.isnan(data)]
+    if present.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    return float(present.astype(np.float64).mean()), float(present.min()), float(present.max())
+
+
+def _selector_groups(q: APIQuery) -> list[list[str]]:
+    """Level prefixes per result: one group when aggregating or at node level, else one per id."""
+    if q.type is None or q.type == "node":
+        return [[""]]
+    types = [q.type + i for i in q.type_ids or []]
+    if q.subtype is not None:
+        subs = [q.subtype + i for i in q.subtype_ids or []]
+        types = [f"{t}/{s}" for t in types for s in subs]
+    return [types] if q.aggreg else [[t] for t in types]
+
+
+def read_one(store: MetricStore, req: APIQueryRequest, q: APIQuery, prefixes: list[str]) -> dict[str, Any]:
+    """One result entry (cc-metric-store's APIMetricData) with float NaN for gaps."""
+    if req.from_ > req.to:
+        raise QueryError("invalid time range")
+    info = store.metric_info(req.cluster, q.metric)
+    if info is None:
+        raise QueryError(f"unknown metric: {q.metric}")
+    with store.lock:
+        bid, rows = select_rows(store, req.cluster, q.host, q.metric, prefixes)
+        values, steps = store.read(bid, rows, req.from_, req.to)
+    data = aggregate(values, info.aggregation)
+    start = req.from_
+    if not req.with_padding:
+        present = np.nonzero(~np.isnan(data))[0]
+        skip = int(present[0]) if present.size else len(data)
+        data, start = data[skip:], start + skip * info.frequency
+    data, resolution = lttb(data, info.frequency, q.resolution)
+    result: dict[str, Any] = {"from": start, "to": start + len(data) * resolution, "resolution": resolution}
+    avg, lo, hi = stats(data) if req.with_stats else (0.0, 0.0, 0.0)
+    scale = q.scale_by if q.scale_by not in (0, 1) else 1.0
+    result.update(avg=avg * scale, min=lo * scale, max=hi * scale)
+    if req.with_data:
+        result["data"] = data * np.float32(scale) if scale != 1.0 else data
+    return result
+
+
+def run_query(store: MetricStore, req: APIQueryRequest) -> dict[str, Any]:
+    """Answer a request: `results` has one list per query (per selector group), in order."""
+    queries = list(req.queries)
+    response: dict[str, Any] = {}
+    if req.for_all_nodes is not None:
+        extra = [APIQuery(metric=m, host=h) for h in store.hosts(req.cluster) for m in req.for_all_nodes]
+        queries.extend(extra)
+        response["queries"] = [q.as_response() for q in extra]
+    results = []
+    for q in queries:
+        entries = []
+        for prefixes in _selector_groups(q):
+            try:
+                entries.append(read_one(store, req, q, prefixes))
+            except QueryError as exc:
+                entries.append({"error": str(exc), "from": 0, "to": 0, "resolution": 0})
+        results.append(entries)
+    response["results"] = results
+    return response

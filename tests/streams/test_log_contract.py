@@ -1,0 +1,181 @@
+"""The event log contract, run against every implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.events import Event, new_event
+from streams.log import EventLog, LogClosed, MemoryEventLog, SQLiteEventLog
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
+    impl: EventLog = SQLiteEventLog(tmp_path / "events.db") if request.param == "sqlite" else MemoryEventLog()
+    yield impl
+    impl.close()
+
+
+def ev(subject: str = "job/c/1/100", type_: str = "job.deleted", id_: str | None = None, **data: object) -> Event:
+    return new_event(type_, subject, dict(data), id=id_)
+
+
+def test_empty_log_has_head_zero(log: EventLog) -> None:
+    assert log.head() == 0
+    assert log.read() == []
+
+
+def test_positions_start_at_one_and_grow_by_one(log: EventLog) -> None:
+    results = log.append([ev(), ev(), ev()])
+    assert [r.position for r in results] == [1, 2, 3]
+    assert not any(r.duplicate for r in results)
+    assert log.head() == 3
+
+
+def test_read_returns_events_after_position_in_order(log: EventLog) -> None:
+    log.append([ev(n=i) for i in range(10)])
+    events = log.read(after=4, limit=3)
+    assert [e.position for e in events] == [5, 6, 7]
+    assert [e.data["n"] for e in events] == [4, 5, 6]
+    assert all(e.recorded_at is not None for e in events)
+
+
+def test_second_append_of_same_id_is_noop_returning_first_position(log: EventLog) -> None:
+    first = log.append([ev(id_="a", n=1)])[0]
+    log.append([ev(id_="b")])
+    again = log.append([ev(id_="a", n=2)])[0]
+    assert again.position == first.position
+    assert again.duplicate
+    assert log.head() == 2
+    stored = log.get("a")
+    assert stored is not None and stored.data == {"n": 1}
+
+
+def test_duplicate_inside_one_batch_keeps_first(log: EventLog) -> None:
+    results = log.append([ev(id_="x", n=1), ev(id_="x", n=2)])
+    assert results[0].position == results[1].position == 1
+    assert results[1].duplicate
+    assert log.head() == 1
+
+
+def test_event_fields_round_trip(log: EventLog) -> None:
+    original = new_event(
+        "job.tag_added",
+        "job/fritz/7/99",
+        {"type": "t", "name": "n", "scope": "global"},
+        id="evt-1",
+        source="rest:/x",
+        causation_id="cause",
+        at=1234.5,
+    )
+    log.append([original])
+    stored = log.get("evt-1")
+    assert stored is not None
+    assert (stored.type, stored.subject, stored.data) == (original.type, original.subject, original.data)
+    assert (stored.source, stored.causation_id, stored.time, stored.version) == ("rest:/x", "cause", 1234.5, 1)
+    assert stored.position == 1
+
+
+def test_read_by_subject_and_prefix(log: EventLog) -> None:
+    log.append([ev("job/c/1/100"), ev("job/c/12/5"), ev("job/c/1/200"), ev("job/d/1/100")])
+    assert [e.position for e in log.read_subject("job/c/1/100")] == [1]
+    # The trailing slash keeps job 12 out of job 1's family.
+    assert [e.position for e in log.read_prefix("job/c/1/")] == [1, 3]
+    assert log.read_subject("nothing") == []
+
+
+def test_get_unknown_id_is_none(log: EventLog) -> None:
+    assert log.get("missing") is None
+
+
+def test_wait_returns_when_something_is_appended(log: EventLog) -> None:
+    timer = threading.Timer(0.05, lambda: log.append([ev()]))
+    timer.start()
+    assert log.wait(0, timeout=5) == 1
+    timer.join()
+
+
+def test_wait_times_out_without_appends(log: EventLog) -> None:
+    assert log.wait(0, timeout=0.05) == 0
+
+
+def test_concurrent_appends_get_distinct_positions(log: EventLog) -> None:
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        for i in range(50):
+            position = log.append([ev(id_=f"{k}-{i}")])[0].position
+            with lock:
+                results.append(position)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(1, 401))
+
+
+def test_append_async(log: EventLog) -> None:
+    async def run() -> list[int]:
+        batches = await asyncio.gather(*(log.append_async([ev(id_=str(i))]) for i in range(20)))
+        return sorted(r[0].position for r in batches)
+
+    assert asyncio.run(run()) == list(range(1, 21))
+
+
+def test_append_after_close_is_refused(log: EventLog) -> None:
+    log.close()
+    with pytest.raises(LogClosed):
+        log.append([ev()])
+
+
+def test_empty_append_is_allowed(log: EventLog) -> None:
+    assert log.append([]) == []
+
+
+def test_sqlite_log_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    first = SQLiteEventLog(path)
+    first.append([ev(id_="a"), ev(id_="b")])
+    first.close()
+    reopened = SQLiteEventLog(path)
+    try:
+        assert reopened.head() == 2
+        assert reopened.append([ev(id_="a")])[0].duplicate
+        assert reopened.append([ev(id_="c")])[0].position == 3
+    finally:
+        reopened.close()
+
+
+def test_sqlite_log_sees_appends_of_another_process_handle(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    server, cli = SQLiteEventLog(path), SQLiteEventLog(path)
+    try:
+        cli.append([ev(id_="from-cli")])
+        assert server.wait(0, timeout=2) == 1
+        assert server.read()[0].id == "from-cli"
+    finally:
+        cli.close()
+        server.close()
+
+
+def test_sqlite_log_file_is_durable_before_ack(tmp_path: Path) -> None:
+    """The writer runs in WAL with synchronous=FULL: a commit is fsync'd before append returns."""
+    import sqlite3
+
+    log = SQLiteEventLog(tmp_path / "events.db")
+    try:
+        log.append([ev()])
+        conn = sqlite3.connect(tmp_path / "events.db")
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
+        conn.close()
+        assert log._writer.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        log.close()

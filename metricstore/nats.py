@@ -29,7 +29,7 @@ class NatsMetricSubscriber:
                  max_backoff: float = 30.0) -> None:
         self.store = store
         self.subscriptions = list(subscriptions)
-        self.connection = connection or NatsConnection()  # type: ignore[call-arg]
+        self.connection = connection or NatsConnection()
         self.batch_interval = batch_interval
         self.batch_bytes = batch_bytes
         self.max_pending_bytes = max_pending_bytes

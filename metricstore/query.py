@@ -129,7 +129,7 @@ def read_one(store: MetricStore, req: APIQueryRequest, q: APIQuery, prefixes: li
         raise QueryError(f"unknown metric: {q.metric}")
     with store.lock:
         bid, rows = select_rows(store, req.cluster, q.host, q.metric, prefixes)
-        values, steps = store.read(bid, rows, req.from_, req.to)
+        values, _steps = store.read(bid, rows, req.from_, req.to)
     data = aggregate(values, info.aggregation)
     start = req.from_
     if not req.with_padding:

@@ -120,11 +120,11 @@ class MetricStoreSettings(_DurationsChecked):
     """The `metric-store` section of config.json (cc-backend keys plus ccstream's `metrics`, `flush-interval`)."""
 
     checkpoints: CheckpointSettings = Field(
-        default_factory=CheckpointSettings, description="Snapshot settings."  # type: ignore[arg-type]
+        default_factory=CheckpointSettings, description="Snapshot settings."
     )
     archive: ArchiveSettings | None = Field(None, description="Legacy archive section (use `cleanup`).")
     cleanup: CleanupSettings = Field(
-        default_factory=CleanupSettings, description="Fate of expired data."  # type: ignore[arg-type]
+        default_factory=CleanupSettings, description="Fate of expired data."
     )
     memory_cap: float = Field(
         0, alias="memory-cap", ge=0, description="Upper bound of buffer memory in GB; 0 means unlimited."

@@ -15,8 +15,7 @@ import orjson
 
 from metricstore.maintenance import free
 from metricstore.store import MetricStore
-from metricstore.wal import (KIND_FREE, KIND_ROWS, KIND_SAMPLES, ReadResult, decode_samples, list_segments,
-                             read_segment)
+from metricstore.wal import KIND_FREE, KIND_ROWS, KIND_SAMPLES, ReadResult, decode_samples, list_segments, read_segment
 
 log = logging.getLogger(__name__)
 SNAPSHOT = re.compile(r"snapshot-(\d{10})$")

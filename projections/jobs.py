@@ -103,11 +103,32 @@ def record_job_deletion(conn: Connection, event: Event) -> None:
     conn.execute(delete(schema.job).where(schema.job.c.id == job_id))
 
 
+def record_archived(conn: Connection, event: Event) -> None:
+    d = event.data
+    conn.execute(
+        update(schema.job)
+        .where(job_key_clause(event.subject))
+        .values(
+            monitoring_status=3,
+            footprint=_json_or_none(d.get("footprint") or None),
+            energy_footprint=_json_or_none(d.get("energyFootprint") or None),
+            energy=d.get("energy") or 0.0,
+        )
+    )
+
+
+def record_archiving_failed(conn: Connection, event: Event) -> None:
+    if event.data.get("final"):
+        conn.execute(update(schema.job).where(job_key_clause(event.subject)).values(monitoring_status=2))
+
+
 HANDLERS: HandlerTable = {
     "job.started": record_job_start,
     "job.stopped": record_job_stop,
     "job.stop_parked": record_parked_stop,
     "job.metadata_updated": record_metadata,
     "job.deleted": record_job_deletion,
+    "job.archived": record_archived,
+    "job.archiving_failed": record_archiving_failed,
 }
 

@@ -125,6 +125,31 @@ class JobDeletedV1(Payload):
     reason: str = ""
 
 
+class JobArchivedV1(Payload):
+    """A stopped job's metrics were captured into the job archive; the facts derived from them."""
+
+    #: Per-metric statistics as in meta.json: {metric: {"unit": {...}, "avg": .., "min": .., "max": ..}}.
+    statistics: dict[str, Any] = Field(default_factory=dict)
+    #: `<metric>_<stat>` values of the subcluster's footprint metrics.
+    footprint: dict[str, float] = Field(default_factory=dict)
+    #: Energy in kWh per energy metric, and their sum in `energy`.
+    energyFootprint: dict[str, float] = Field(default_factory=dict)
+    energy: float = 0.0
+    #: Where the archive entry lives (backend-specific path or key).
+    location: str = ""
+    #: Metrics configured for the job but absent from the metric store.
+    missingMetrics: list[str] = Field(default_factory=list)
+
+
+class JobArchivingFailedV1(Payload):
+    """Archiving a job failed; it is retried with back-off up to a limit."""
+
+    reason: str
+    attempt: int = Field(ge=1)
+    #: True once the retry limit is reached: the job is left with monitoring status 2 (failed).
+    final: bool = False
+
+
 class UserCreatedV1(Payload):
     """A user account was created or replaced (password holds a bcrypt hash, never the password)."""
 
@@ -152,6 +177,41 @@ class UserDeletedV1(Payload):
     username: str = Field(min_length=1)
 
 
+SchedulerState = Literal["allocated", "reserved", "idle", "mixed", "down", "unknown"]
+MonitoringState = Literal["full", "partial", "failed"]
+
+
+class ReportedNode(Payload):
+    """One node of a node-state report, resolved at intake (subcluster, scheduler and health state)."""
+
+    hostname: str = Field(min_length=1)
+    subCluster: str
+    #: The states as the scheduler reported them (e.g. `["IDLE", "DRAIN"]`).
+    states: list[str] = Field(default_factory=list)
+    nodeState: SchedulerState
+    healthState: MonitoringState
+    #: `{"missing": [...], "degraded": [...]}` from the metric store; None when not checked (down nodes).
+    healthMetrics: dict[str, list[str]] | None = None
+    cpusAllocated: int = 0
+    memoryAllocated: int = 0
+    gpusAllocated: int = 0
+    jobsRunning: int = 0
+
+
+class NodeStatesReportedV1(Payload):
+    """A scheduler reported the state of some nodes of a cluster (cc-backend `UpdateNodeStatesRequest`).
+
+    Health is computed at intake and carried here, so replaying the event never asks a metric store.
+    """
+
+    cluster: str = Field(min_length=1)
+    #: Unix seconds the states were observed (the line timestamp, else when the report arrived).
+    timeStamp: int
+    nodes: list[ReportedNode]
+    #: Hosts the cluster's nodelists do not know: kept for the record, not stored in the node table.
+    unknownHosts: list[str] = Field(default_factory=list)
+
+
 #: Every published (type, version) and its model. Adding a version means adding an upcaster too.
 PAYLOADS: dict[tuple[str, int], type[Payload]] = {
     ("job.started", 1): JobStartedV1,
@@ -162,9 +222,12 @@ PAYLOADS: dict[tuple[str, int], type[Payload]] = {
     ("tag.deleted", 1): TagDeletedV1,
     ("job.metadata_updated", 1): JobMetadataUpdatedV1,
     ("job.deleted", 1): JobDeletedV1,
+    ("job.archived", 1): JobArchivedV1,
+    ("job.archiving_failed", 1): JobArchivingFailedV1,
     ("user.created", 1): UserCreatedV1,
     ("user.updated", 1): UserUpdatedV1,
     ("user.deleted", 1): UserDeletedV1,
+    ("node.states_reported", 1): NodeStatesReportedV1,
 }
 
 #: The version producers write today for each type.

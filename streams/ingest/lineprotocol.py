@@ -117,12 +117,23 @@ class _Parser:
         self.start = start
         self.pos = start
         self.number = number
+        #: Where a string value that ran past a newline opened: the likely culprit of a later error.
+        self.spanning_string: int | None = None
 
     def fail(self, message: str, at: int | None = None) -> LineProtocolError:
         return LineProtocolError((self.pos if at is None else at) - self.start + 1, message)
 
     def line(self) -> tuple[Line, int]:
         """The line and the index of its terminating newline (or the end of the text)."""
+        try:
+            return self._line()
+        except LineProtocolError:
+            if self.spanning_string is not None:
+                raise self.fail("unterminated string field value (no closing quote on its line)",
+                                self.spanning_string) from None
+            raise
+
+    def _line(self) -> tuple[Line, int]:
         self.skip_spaces()
         measurement = self.name(_MEASUREMENT, "measurement")
         tags: dict[str, str] = {}
@@ -193,6 +204,8 @@ class _Parser:
                 break
             pos = quote + 1
         self.pos = quote + 1
+        if self.spanning_string is None and text.find("\n", opening, quote) != -1:
+            self.spanning_string = opening
         return _STRING_ESCAPE.sub(r"\1", text[opening + 1 : quote])
 
     def bare_value(self, key: str) -> FieldValue:

@@ -122,6 +122,8 @@ class AgentRunner:
 
     def step(self) -> bool:
         """Apply one batch; False when there was nothing to do."""
+        # The stored checkpoint is the truth: a read model swapped in by `replay rebuild` may be behind.
+        self._position = self.agent.checkpoint()
         size = 1 if self._position < self._narrow_until else self.batch_size
         events = self.log.read(self._position, size)
         if not events:

@@ -184,3 +184,21 @@ def test_failing_batch_leaves_neither_rows_nor_checkpoint(engine: Engine, projec
         projection.apply([good, bad])
     assert rows(engine, "SELECT * FROM job") == []
     assert projection.checkpoint() == 0
+
+
+def test_job_archived_records_footprint_energy_and_status(engine: Engine, feed: Feed) -> None:
+    feed(("job.started", SUBJECT, started()),
+         ("job.stopped", SUBJECT, {"jobState": "completed", "stopTime": 1675954530, "duration": 177}),
+         ("job.archived", SUBJECT, {"statistics": {}, "footprint": {"flops_any_avg": 1.5},
+                                    "energyFootprint": {"cpu_power": 0.25}, "energy": 0.25, "location": "x"}))
+    [job] = rows(engine, "SELECT monitoring_status, footprint, energy_footprint, energy FROM job")
+    assert job == {"monitoring_status": 3, "footprint": '{"flops_any_avg":1.5}',
+                   "energy_footprint": '{"cpu_power":0.25}', "energy": 0.25}
+
+
+def test_final_archiving_failure_marks_the_job(engine: Engine, feed: Feed) -> None:
+    feed(("job.started", SUBJECT, started()),
+         ("job.archiving_failed", SUBJECT, {"reason": "x", "attempt": 1, "final": False}))
+    assert rows(engine, "SELECT monitoring_status FROM job") == [{"monitoring_status": 1}]
+    feed(("job.archiving_failed", SUBJECT, {"reason": "x", "attempt": 5, "final": True}))
+    assert rows(engine, "SELECT monitoring_status FROM job") == [{"monitoring_status": 2}]

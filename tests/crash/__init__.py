@@ -1,0 +1,1 @@
+"""Crash tests: a real `ccstream serve` process killed with SIGKILL under load."""

@@ -169,6 +169,9 @@ def _unmap_network(network: IPNetwork) -> IPNetwork:
 # ---------------------------------------------------------------- JWT
 
 
+_VERIFIED_CACHE_SIZE = 4096
+
+
 class JWTAuthenticator:
     """Issues and verifies cc-backend's API tokens: EdDSA-signed, claims sub, roles, projects, iat, exp.
 
@@ -193,6 +196,14 @@ class JWTAuthenticator:
         self._max_age = max_age
         self._user_lookup = user_lookup
         self._clock = clock
+        # Adapters send the same token with every request; a signature check per request would be
+        # the largest cost of a job event. Verified tokens are remembered until their `exp`.
+        self._verified: dict[str, tuple[Principal, float | None]] = {}
+
+    @property
+    def reads_users(self) -> bool:
+        """Whether verification consults the user table (and so may block on I/O)."""
+        return self._user_lookup is not None
 
     def issue(self, username: str, roles: Iterable[str], projects: Iterable[str] = ()) -> str:
         """A signed token for `username`, valid for max_age from now (negative: born expired)."""
@@ -216,6 +227,17 @@ class JWTAuthenticator:
 
     def verify(self, token: str) -> Principal:
         """The principal a token stands for, or ApiError(401) saying precisely what is wrong with it."""
+        cached = self._verified.get(token)
+        if cached is not None and (cached[1] is None or self._clock() < cached[1]):
+            return cached[0]
+        principal = self._verify_uncached(token)
+        if self._user_lookup is None:
+            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = (principal, _numeric_date(self._decode(token), "exp"))
+        return principal
+
+    def _verify_uncached(self, token: str) -> Principal:
         claims = self._decode(token)
         username = _subject(claims)
         roles = _string_list(claims, "roles")
@@ -369,8 +391,11 @@ class ApiAuth:
         if not ip_in_allow_list(client_ip, self._allowed):
             raise ApiError(403, f"IP address {client_ip or '<unknown>'} is not allowed to use the API")
         token = token_from_headers(request.headers)
-        # In a thread: a configured user_lookup reads the database, which must not block the loop.
-        principal = await run_in_threadpool(self._verify, token)
+        if self._authenticator is not None and self._authenticator.reads_users:
+            # In a thread: a configured user_lookup reads the database, which must not block the loop.
+            principal = await run_in_threadpool(self._verify, token)
+        else:
+            principal = self._verify(token)
         if required_any_roles and not principal.has_any_role(required_any_roles):
             raise ApiError(403, f"user {principal.username} lacks role {' or '.join(required_any_roles)}")
         return principal

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.bootstrap import Services
 from api.errors import install_error_handlers
 from api.responses import JSON
-from api.routes import admin, clusters, edits, jobs, users
+from api.routes import admin, clusters, edits, jobs, nodes, rejected, users
 
 
 def create_app(services: Services, *, dev: bool = False) -> FastAPI:
@@ -20,7 +20,9 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if not services.started:
             services.start()
+        await services.start_ingest()
         yield
+        await services.stop_ingest()
         services.close()
 
     app = FastAPI(
@@ -42,6 +44,8 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     app.include_router(clusters.build_router(api_auth))
     app.include_router(users.build_router(admin_auth))
     app.include_router(admin.build_router(admin_auth))
+    app.include_router(nodes.build_router(api_auth))
+    app.include_router(rejected.build_router(admin_auth))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -14,7 +14,11 @@ from api.config import Settings, secret
 from projections.db import reader_engine, writer_engine
 from projections.jobdb import JobDatabaseProjection
 from streams.clusters import ClusterRegistry
+from streams.deadletter import DeadLetterStore
 from streams.ingest.intake import JobIntake
+from streams.ingest.nats.client import NatsIngest, NatsOptions
+from streams.ingest.nats.processor import NatsProcessor
+from streams.ingest.nodestate import NodeHealth, NodeStateIntake
 from streams.log import EventLog, MemoryEventLog, SQLiteEventLog
 from streams.runtime import AgentRunner
 
@@ -61,6 +65,13 @@ class Services:
     intake: JobIntake
     auth: ApiAuth
     started: bool = field(default=False)
+    #: Node-state intake (REST `/api/nodestate/` and the NATS node-state subject).
+    nodestate: NodeStateIntake | None = None
+    #: Refused NATS messages; None when no `nats` section is configured.
+    dead_letters: DeadLetterStore | None = None
+    #: The NATS consumer; None unless `nats.address` and `main.api-subjects` are configured.
+    nats: NatsIngest | None = None
+    nats_processor: NatsProcessor | None = None
 
     def start(self) -> None:
         """Catch the read model up with the log, then keep it caught up in the background."""
@@ -68,9 +79,21 @@ class Services:
         self.runner.start()
         self.started = True
 
+    async def start_ingest(self) -> None:
+        """Start the NATS consumer (on the server's event loop); it connects in the background."""
+        if self.nats is not None:
+            await self.nats.start()
+
+    async def stop_ingest(self) -> None:
+        """Stop consuming NATS before the log closes."""
+        if self.nats is not None:
+            await self.nats.stop()
+
     def close(self) -> None:
         """Stop agents, flush the log, release files."""
         self.runner.stop()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
         self.log.close()
         self.writer.dispose()
         self.reader.dispose()
@@ -80,8 +103,33 @@ class Services:
         return await self.runner.wait_for_async(position, self.settings.intake.read_your_writes_timeout)
 
 
-def build_services(settings: Settings) -> Services:
-    """Wire log, clusters, read model, runner, intake and auth from settings."""
+def nats_options(settings: Settings) -> NatsOptions | None:
+    """The NATS consumer's options, or None when `nats.address` or `main.api-subjects` is missing."""
+    nats, subjects = settings.nats, settings.main.api_subjects
+    if nats is None or not nats.address or subjects is None:
+        return None
+    if not subjects.subject_job_event and not subjects.subject_node_state:
+        return None
+    js = nats.jetstream
+    return NatsOptions(
+        servers=[a.strip() for a in nats.address.split(",") if a.strip()],
+        job_subject=subjects.subject_job_event, node_subject=subjects.subject_node_state, mode=nats.mode,
+        username=nats.username, password=nats.password, creds_file=nats.creds_file_path,
+        queue_group=nats.queue_group, job_concurrency=subjects.job_concurrency,
+        node_concurrency=subjects.node_concurrency, connect_timeout=nats.connect_timeout,
+        reconnect_wait=nats.reconnect_wait, max_reconnect_wait=nats.max_reconnect_wait, stream=js.stream,
+        durable=js.durable, ack_wait=js.ack_wait, max_deliver=js.max_deliver, max_ack_pending=js.max_ack_pending,
+        fetch_batch=js.fetch_batch, duplicate_window=js.duplicate_window, max_age=js.max_age, storage=js.storage,
+        replicas=js.replicas,
+    )
+
+
+def build_services(settings: Settings, health: NodeHealth | None = None) -> Services:
+    """Wire log, clusters, read model, runner, intakes, NATS and auth from settings.
+
+    `health` is the node-health port (the metric store's); without it node reports carry what
+    cc-backend records for a host without metric data.
+    """
     try:
         clusters = ClusterRegistry.load(Path(settings.archive.path))
     except ValueError as exc:
@@ -95,4 +143,12 @@ def build_services(settings: Settings) -> Services:
     runner = AgentRunner(event_log, projection)
     intake = JobIntake(event_log, clusters, settings.intake)
     auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
-    return Services(settings, event_log, clusters, writer, reader, projection, runner, intake, auth)
+    services = Services(settings, event_log, clusters, writer, reader, projection, runner, intake, auth)
+    services.nodestate = NodeStateIntake(event_log, clusters, health)
+    if settings.nats is not None:
+        services.dead_letters = DeadLetterStore(settings.nats.dead_letter_path)
+        services.nats_processor = NatsProcessor(intake, services.nodestate, services.dead_letters)
+        options = nats_options(settings)
+        if options is not None:
+            services.nats = NatsIngest(options, services.nats_processor)
+    return services

@@ -142,11 +142,57 @@ class ArchiveSettings(Section):
     use_path_style: bool = Field(default=False, alias="use-path-style", description="S3 path-style addressing.")
 
 
+class JetStreamSettings(Section):
+    """`nats.jetstream`: the stream and durable consumers of `nats.mode` = `jetstream` (ccstream's own)."""
+
+    stream: str = Field(default="CCSTREAM_API", min_length=1, pattern=r"^[^.*> ]+$",
+                        description="JetStream stream over the API subjects; created if missing, our subjects "
+                        "added if it exists.")
+    durable: str = Field(default="ccstream", min_length=1, pattern=r"^[^.*> ]+$",
+                         description="Durable consumer name prefix; consumers are `<durable>-job` and "
+                         "`<durable>-node`, shared by every ccstream process.")
+    ack_wait: float = Field(default=30.0, alias="ack-wait", gt=0,
+                            description="Seconds before an unacknowledged message is delivered again.")
+    max_deliver: int = Field(default=10, alias="max-deliver", ge=-1,
+                             description="Deliveries of a message ccstream cannot process before it is kept as "
+                             "an `internal` dead letter and terminated (-1: unlimited).")
+    max_ack_pending: int = Field(default=1000, alias="max-ack-pending", ge=1,
+                                 description="Messages in flight (delivered, not yet acknowledged) per consumer.")
+    fetch_batch: int = Field(default=256, alias="fetch-batch", ge=1,
+                             description="Messages requested per pull.")
+    duplicate_window: float = Field(default=120.0, alias="duplicate-window", ge=0,
+                                    description="Seconds the stream drops republished messages with a known "
+                                    "`Nats-Msg-Id` (when creating the stream).")
+    max_age: float = Field(default=0.0, alias="max-age", ge=0,
+                           description="Seconds the stream keeps messages (0: unlimited; when creating the stream).")
+    storage: Literal["file", "memory"] = Field(default="file",
+                                                description="Stream storage (when creating the stream).")
+    replicas: int = Field(default=1, ge=1, le=5, description="Stream replicas (when creating the stream).")
+
+
 class NatsSettings(Section):
     address: str = Field(default="", description="NATS server URL, e.g. nats://localhost:4222.")
     username: str = Field(default="", description="NATS user.")
     password: str = Field(default="", description="NATS password.")
     creds_file_path: str = Field(default="", alias="creds-file-path", description="NATS credentials file.")
+    mode: Literal["core", "jetstream"] = Field(
+        default="core",
+        description="How job events and node states are consumed: `core` (as cc-backend: at most once, a queue "
+        "group shares the load) or `jetstream` (at least once from a durable consumer, applied exactly once).",
+    )
+    queue_group: str = Field(default="ccstream", alias="queue-group",
+                             description="Core NATS queue group, so several ccstream processes share the "
+                             "messages ('' subscribes without a group: every process gets every message).")
+    connect_timeout: float = Field(default=2.0, alias="connect-timeout", gt=0,
+                                   description="Seconds to wait for a NATS server to answer a connection attempt.")
+    reconnect_wait: float = Field(default=0.5, alias="reconnect-wait", gt=0,
+                                  description="First delay (seconds) before reconnecting; doubles per failure.")
+    max_reconnect_wait: float = Field(default=30.0, alias="max-reconnect-wait", gt=0,
+                                      description="Longest delay (seconds) between reconnection attempts.")
+    dead_letter_path: str = Field(default="./var/rejected.db", alias="dead-letter-path",
+                                  description="SQLite file of refused NATS messages (`ccstream rejected list`).")
+    jetstream: JetStreamSettings = Field(default_factory=JetStreamSettings,
+                                         description="Stream and consumer settings for mode `jetstream`.")
 
 
 class ExternalMetricStore(Section):

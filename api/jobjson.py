@@ -13,6 +13,11 @@ def _loads(raw: str | None) -> Any:
     return orjson.loads(raw) if raw else None
 
 
+def _resources(raw: str) -> list[dict[str, Any]]:
+    # schema.Resource marshals hwthreads, accelerators and configuration with omitempty.
+    return [{k: v for k, v in r.items() if v not in (None, "", [])} for r in orjson.loads(raw)]
+
+
 def job_json(
     row: RowMapping,
     tags: list[dict[str, Any]] | None = None,
@@ -32,7 +37,7 @@ def job_json(
         "user": row["hpc_user"],
         "shared": row["shared"],
         "jobState": row["job_state"],
-        "resources": orjson.loads(row["resources"]),
+        "resources": _resources(row["resources"]),
         "energyFootprint": _loads(row["energy_footprint"]),
         "footprint": _loads(row["footprint"]),
     }

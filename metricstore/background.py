@@ -1,4 +1,4 @@
-"""The store's one background thread: WAL flushes, retention and memory cap, archive, snapshots."""
+"""The store's background threads: WAL flushes; retention, memory cap, archive and snapshots."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Runtime:
         self.settings = store.settings
         self.directory = Path(self.settings.checkpoints.directory)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._last_snapshot = time.monotonic()
         self._last_maintenance = time.monotonic()
 
@@ -46,31 +46,39 @@ class Runtime:
         if result.torn_bytes:
             log.warning("metric store WAL: ignored a torn tail of %d bytes (crash during a write)",
                         result.torn_bytes)
-        self._thread = threading.Thread(target=self._loop, name="metricstore-background", daemon=True)
-        self._thread.start()
+        # Two threads: the WAL flush must keep its period while a multi-second snapshot is written.
+        self._threads = [threading.Thread(target=self._flush_loop, name="metricstore-wal", daemon=True),
+                         threading.Thread(target=self._work_loop, name="metricstore-maintenance", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
         wal = self.store.wal
         if wal is not None:
             wal.close()
             self.store.wal = None
 
-    def _loop(self) -> None:
-        flush_every = self.settings.flush_seconds
-        while not self._stop.wait(flush_every):
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.settings.flush_seconds):
+            try:
+                wal = self.store.wal
+                if wal is not None:
+                    wal.flush()
+            except Exception:  # the thread must survive a failing disk; the error is logged
+                log.exception("metric store WAL flush failed")
+
+    def _work_loop(self) -> None:
+        while not self._stop.wait(min(1.0, self.settings.flush_seconds)):
             try:
                 self.tick()
-            except Exception:  # the thread must survive a failing disk; the error is logged
+            except Exception:
                 log.exception("metric store background step failed")
 
     def tick(self) -> None:
-        """One step: always flush the WAL; maintenance and snapshots when they are due."""
-        wal = self.store.wal
-        if wal is not None:
-            wal.flush()
+        """Maintenance and snapshots when they are due."""
         now = time.monotonic()
         if now - self._last_maintenance >= self.settings.maintenance_seconds:
             self._last_maintenance = now

@@ -54,5 +54,8 @@ def _buffer(store: MetricStore, bid: int, row: int) -> dict[str, Any]:
     phase = max(int(block.phase[row]), 0)
     count = block.head - oldest + 1
     data = block.read(np.asarray([row]), np.asarray([oldest]), count)[0]
-    return {"frequency": f, "start": oldest * f + phase,
+    present = np.nonzero(~np.isnan(data))[0]
+    skip = int(present[0]) if present.size else len(data)
+    data = data[skip:]
+    return {"frequency": f, "start": (oldest + skip) * f + phase,
             "data": [None if math.isnan(v) else v for v in data.tolist()]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,8 @@ class JobDataRequest:
     scopes: tuple[str, ...] = ("node",)
     subcluster: str | None = None
     resolution: int = 0
+    as_lists: bool = True  # False: each series' data stays a float32 numpy array (NaN for gaps), which
+    # orjson writes as JSON directly (OPT_SERIALIZE_NUMPY, NaN -> null) and costs no Python floats
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,21 +95,34 @@ def plan_groups(native: str, scope: str, res: JobResource, topo: Topology | None
     return groups
 
 
+def series_entries(groups: list[Group], data: np.ndarray, as_lists: bool = True) -> list[dict[str, Any]]:
+    """`series` items of data.json for the rows of `data` (statistics computed for all rows at once)."""
+    if len(groups) == 0:
+        return []
+    missing = np.isnan(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mins, maxs = np.nanmin(data, axis=1), np.nanmax(data, axis=1)
+        avgs = np.nanmean(data.astype(np.float64), axis=1)
+    out = []
+    gaps = missing.any(axis=1)
+    rows: list[Any] = data.tolist() if as_lists else list(data)
+    for i, (group, values) in enumerate(zip(groups, rows, strict=True)):
+        entry: dict[str, Any] = {"hostname": group.hostname}
+        if group.id is not None:
+            entry["id"] = group.id
+        if np.isnan(avgs[i]):
+            entry["statistics"] = {"min": None, "avg": None, "max": None}
+        else:
+            entry["statistics"] = {"min": float(mins[i]), "avg": float(avgs[i]), "max": float(maxs[i])}
+        entry["data"] = [None if v != v else v for v in values] if as_lists and gaps[i] else values
+        out.append(entry)
+    return out
+
+
 def series_entry(group: Group, data: np.ndarray) -> dict[str, Any]:
     """One `series` item of data.json: hostname, id (not for node scope), statistics, data (NaN -> None)."""
-    present = data[~np.isnan(data)]
-    st: dict[str, float | None]
-    if present.size:
-        st = {"min": float(present.min()), "avg": float(present.astype(np.float64).mean()),
-              "max": float(present.max())}
-    else:
-        st = {"min": None, "avg": None, "max": None}
-    entry: dict[str, Any] = {"hostname": group.hostname}
-    if group.id is not None:
-        entry["id"] = group.id
-    entry["statistics"] = st
-    entry["data"] = [None if math.isnan(v) else v for v in data.tolist()]
-    return entry
+    return series_entries([group], data[None, :])[0]
 
 
 def metric_entry(info: MetricInfo, timestep: int, series: list[dict[str, Any]]) -> dict[str, Any]:

@@ -13,11 +13,10 @@ import pyarrow.csv as pacsv
 from metricstore.series import split_unescaped
 
 _COLUMNS = ["s", "f", "t"]
-_CONVERT = pacsv.ConvertOptions(
-    column_types={"s": pa.string(), "f": pa.string(), "t": pa.int64()},
-    strings_can_be_null=False,
-    quoted_strings_can_be_null=False,
-)
+_FLOAT = pacsv.ConvertOptions(column_types={"s": pa.string(), "f": pa.float64(), "t": pa.int64()},
+                              strings_can_be_null=False)
+_TEXT = pacsv.ConvertOptions(column_types={"s": pa.string(), "f": pa.string(), "t": pa.int64()},
+                             strings_can_be_null=False)
 
 
 @dataclass(slots=True)
@@ -53,10 +52,7 @@ def to_seconds_array(ts: np.ndarray) -> np.ndarray:
     return ts // div
 
 
-def parse_fast(data: bytes) -> ParsedBatch | None:
-    """Parse a well-formed batch in a few vectorised passes; None means "use `parse_lines`"."""
-    if b"\\" in data or b'"' in data or b"\t" in data:
-        return None
+def _read(data: bytes, convert: pacsv.ConvertOptions) -> pa.Table | None:
     invalid: list[str] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -66,41 +62,75 @@ def parse_fast(data: bytes) -> ParsedBatch | None:
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=_COLUMNS, use_threads=False, block_size=1 << 26),
+            read_options=pacsv.ReadOptions(column_names=_COLUMNS, use_threads=False,
+                                           block_size=max(1 << 16, min(len(data) + 1, 1 << 26))),
             parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False, double_quote=False,
                                              escape_char=False, invalid_row_handler=on_invalid),
-            convert_options=_CONVERT,
+            convert_options=convert,
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
     if any(not text.lstrip().startswith("#") for text in invalid):
         return None
-    if table.num_rows == 0:
-        return ParsedBatch([], np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int64))
-    # One Python string per line: dictionary-encoding costs more than it saves, since a collector
-    # batch rarely repeats a series; the store's cache of known series strings does the dedup.
-    series = table.column("s").to_pylist()
-    scol = table.column("s")
-    if pc.any(pc.starts_with(scol, "#")).as_py() or pc.min(pc.utf8_length(scol)).as_py() == 0:
-        return None
-    fcol = table.column("f")
-    if not pc.all(pc.starts_with(fcol, "value=")).as_py():
-        return None
-    raw = pc.utf8_slice_codeunits(fcol, 6)
-    suffixed = pc.or_(pc.ends_with(raw, "i"), pc.ends_with(raw, "u"))
+    return table
+
+
+def _integer_values(column: pa.ChunkedArray) -> np.ndarray | None:
+    """Values of a batch with `4i`/`4u` integers among the floats (cc-metric-collector sends both)."""
+    unsigned = pc.ends_with(column, "u")
+    suffixed = pc.or_(pc.ends_with(column, "i"), unsigned)
     try:
-        if pc.any(suffixed).as_py():
-            ints = pc.filter(raw, suffixed)
-            pc.cast(pc.utf8_slice_codeunits(ints, 0, -1), pa.int64())  # "1.5i" is not an integer
-            raw = pc.if_else(suffixed, pc.utf8_slice_codeunits(raw, 0, -1), raw)
-        values = pc.cast(raw, pa.float64()).to_numpy()
+        if pc.any(pc.and_(unsigned, pc.starts_with(column, "-"))).as_py():
+            return None
+        pc.cast(pc.utf8_slice_codeunits(pc.filter(column, suffixed), 0, -1), pa.int64())  # "1.5i" is bad
+        plain = pc.if_else(suffixed, pc.utf8_slice_codeunits(column, 0, -1), column)
+        return np.asarray(pc.cast(plain, pa.float64()).to_numpy())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+
+
+def _series_ok(column: pa.ChunkedArray) -> bool:
+    """No empty measurement and no comment among the rows (checked on the raw buffers, not per string)."""
+    for chunk in column.chunks:
+        if len(chunk) == 0:
+            continue
+        offsets = np.frombuffer(chunk.buffers()[1], np.int32)[chunk.offset : chunk.offset + len(chunk) + 1]
+        body = np.frombuffer(chunk.buffers()[2], np.uint8)
+        if (np.diff(offsets) <= 0).any() or (body[offsets[:-1]] == ord("#")).any():
+            return False
+    return True
+
+
+def parse_fast(data: bytes) -> ParsedBatch | None:
+    """Parse a well-formed batch in a few vectorised passes; None means "use `parse_lines`".
+
+    The field set must be exactly `value=<number>`: stripping " value=" first lets the CSV reader
+    convert the column to float64 itself (anything else fails the conversion and goes per line)."""
+    if b"\\" in data or b'"' in data or b"\t" in data:
+        return None
+    stripped = data.replace(b" value=", b" ")
+    table = _read(stripped, _FLOAT)
+    if table is None:
+        table = _read(stripped, _TEXT)
+        if table is None:
+            return None
+        values = _integer_values(table.column("f"))
+        if values is None:
+            return None
+    else:
+        values = table.column("f").to_numpy()
+    if table.num_rows == 0:
+        return ParsedBatch([], np.zeros(0, np.int32), np.zeros(0), np.zeros(0, np.int64))
+    if not (len(stripped) + 6 * table.num_rows == len(data) and _series_ok(table.column("s"))):
+        return None  # some line had no " value=" (or more than one): per-line path explains which
     if not np.isfinite(values).all():
         return None
     times = table.column("t").to_numpy()
     if times.min() < 0:
         return None
+    # One Python string per line: dictionary-encoding costs more than it saves, since a collector
+    # batch rarely repeats a series; the store's cache of known series strings does the dedup.
+    series = table.column("s").to_pylist()
     return ParsedBatch(series, np.arange(len(series), dtype=np.int32), values, to_seconds_array(times))
 
 

@@ -141,6 +141,6 @@ def _free_rows(block: Block, rows: np.ndarray, to: int) -> int:
             if chunk.row_ids().size == 0:
                 del block.chunks[number]
         else:
-            cols = (to - first * f) // f
+            cols = -(-(to - first * f) // f)  # columns whose slot time lies before `to`
             chunk.data[pos, :cols] = np.nan
     return freed

@@ -170,7 +170,8 @@ class MetricStore:
         batch = parse_fast(data) or parse_lines(data, now)
         with self.lock:
             codes = self._codes(batch, default_cluster)
-            if batch.lines is None and codes.size and codes.min() < UNKNOWN_METRIC:
+            if batch.lines is None and codes.size and (
+                    codes.min() < UNKNOWN_METRIC or batch.times.max() > now + FUTURE_TOLERANCE):
                 batch = parse_lines(data, now)  # only the per-line parser knows line numbers
                 codes = self._codes(batch, default_cluster)
             report = self._store_batch(batch, codes, now)

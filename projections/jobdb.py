@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from projections import jobs, schema, tags, users
+from projections import jobs, nodes, schema, tags, users
 from projections.db import create_schema
 from projections.handlers import HandlerTable
 from streams.events import Event
 
 #: One table from event type to handler for the whole job database.
-HANDLERS: HandlerTable = {**jobs.HANDLERS, **tags.HANDLERS, **users.HANDLERS}
+HANDLERS: HandlerTable = {**jobs.HANDLERS, **tags.HANDLERS, **users.HANDLERS, **nodes.HANDLERS}
+
+
+class StaleBatch(RuntimeError):
+    """A batch read against a checkpoint the database no longer has; the runner re-reads and retries."""
 
 
 class JobDatabaseProjection:
@@ -28,15 +32,27 @@ class JobDatabaseProjection:
 
     def checkpoint(self) -> int:
         with self.engine.connect() as conn:
-            value = conn.execute(
-                select(schema.checkpoint.c.position).where(schema.checkpoint.c.name == self.name)
-            ).scalar()
+            return self._stored_checkpoint(conn)
+
+    def _stored_checkpoint(self, conn: Connection) -> int:
+        value = conn.execute(
+            select(schema.checkpoint.c.position).where(schema.checkpoint.c.name == self.name)
+        ).scalar()
         return int(value or 0)
 
     def apply(self, events: Sequence[Event]) -> None:
         if not events:
             return
         with self.engine.begin() as conn:
+            # The stored checkpoint, read under the write lock, decides: `replay rebuild` may have swapped
+            # the file's content between the runner's read of a batch and this commit.
+            stored = self._stored_checkpoint(conn)
+            events = [e for e in events if e.position is None or e.position > stored]
+            if not events:
+                return
+            first = events[0].position
+            if first is not None and first != stored + 1:
+                raise StaleBatch(f"{self.name} stands at position {stored}; a batch from {first} would leave a gap")
             for event in events:
                 handler = self.handlers.get(event.type)
                 if handler is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, RowMapping, and_, exists, func, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, exists, func, or_, select
 
 from projections import schema
 
@@ -18,7 +18,8 @@ job = schema.job
 class JobFilter:
     """Filters of `GET /api/jobs/`."""
 
-    state: str | None = None
+    #: Any of these states (OR); "stopped" stands for every state but running. Empty: all states.
+    states: tuple[str, ...] = ()
     cluster: str | None = None
     project: str | None = None
     user: str | None = None
@@ -31,10 +32,18 @@ def find_job(conn: Connection, db_id: int) -> RowMapping | None:
     return conn.execute(select(job).where(job.c.id == db_id)).mappings().first()
 
 
+# Built once: every start/stop answer looks its job up, and building the statement per call cost
+# SQLAlchemy more than SQLite spends running it.
+_JOB_BY_KEY = select(job).where(
+    and_(job.c.cluster == bindparam("cluster"), job.c.job_id == bindparam("job_id"),
+         job.c.start_time == bindparam("start_time"))
+)
+
+
 def find_job_by_key(conn: Connection, cluster: str, job_id: int, start_time: int) -> RowMapping | None:
     """One job row by cc-backend's identity (cluster, jobId, startTime)."""
-    clause = and_(job.c.cluster == cluster, job.c.job_id == job_id, job.c.start_time == start_time)
-    return conn.execute(select(job).where(clause)).mappings().first()
+    params = {"cluster": cluster, "job_id": job_id, "start_time": start_time}
+    return conn.execute(_JOB_BY_KEY, params).mappings().first()
 
 
 def find_newest_job(conn: Connection, job_id: int, cluster: str | None) -> RowMapping | None:
@@ -48,10 +57,12 @@ def find_newest_job(conn: Connection, job_id: int, cluster: str | None) -> RowMa
 def list_jobs(conn: Connection, flt: JobFilter, page: int, per_page: int) -> list[RowMapping]:
     """A page of jobs, newest start first."""
     stmt = select(job)
-    if flt.state == "stopped":
-        stmt = stmt.where(job.c.job_state != "running")
-    elif flt.state:
-        stmt = stmt.where(job.c.job_state == flt.state)
+    if flt.states:
+        named = [s for s in flt.states if s != "stopped"]
+        clauses: list[ColumnElement[bool]] = [job.c.job_state.in_(named)] if named else []
+        if "stopped" in flt.states:
+            clauses.append(job.c.job_state != "running")
+        stmt = stmt.where(or_(*clauses))
     if flt.cluster:
         stmt = stmt.where(job.c.cluster == flt.cluster)
     if flt.project:

@@ -22,6 +22,7 @@ from api.routes.common import (
 from projections import queries
 from streams.events.payloads import JobState
 from streams.ingest.outcomes import Rejected
+from streams.ingest.requests import normalise_job_state
 
 JOB_STATES = set(JobState.__args__)  # type: ignore[attr-defined]
 LIST_PARAMS = {"state", "cluster", "project", "user", "start-time", "page", "items-per-page", "with-metadata"}
@@ -114,27 +115,38 @@ def build_router(api_auth: Any) -> APIRouter:
     return router
 
 
+def _first(request: Request, key: str) -> str | None:
+    # Go's handler reads vals[0]; Starlette's .get() would answer the last of repeated parameters.
+    values = request.query_params.getlist(key)
+    return values[0] if values else None
+
+
 def _list_arguments(request: Request) -> tuple[queries.JobFilter, int, int, bool]:
     q = request.query_params
-    state = q.get("state")
-    if state is not None and state not in JOB_STATES and state != "stopped":
-        raise ApiError(400, f"invalid query parameter value: state={state!r}")
+    # cc-backend accepts the parameter repeatedly (`state=running&state=failed`) and ORs the states.
+    states = tuple(str(normalise_job_state(s)) for s in q.getlist("state"))
+    for state in states:
+        if state not in JOB_STATES and state != "stopped":
+            raise ApiError(400, f"invalid query parameter value: state={state!r}")
     start_from = start_to = None
-    if (span := q.get("start-time")) is not None:
+    if (span := _first(request, "start-time")) is not None:
         parts = span.split("-")
         if len(parts) != 2:
             raise ApiError(400, f"invalid query parameter value: start-time={span!r} (expected FROM-TO)")
         start_from, start_to = parse_int(parts[0], "start-time"), parse_int(parts[1], "start-time")
-    page = parse_int(q.get("page", "1"), "page")
-    per_page = parse_int(q.get("items-per-page", "25"), "items-per-page")
+    page = parse_int(_first(request, "page") or "1", "page")
+    per_page = parse_int(_first(request, "items-per-page") or "25", "items-per-page")
     if page < 1 or per_page < 1 or per_page > 100_000:
         raise ApiError(400, "page must be >= 1 and items-per-page between 1 and 100000")
     flt = queries.JobFilter(
-        state=state,
-        cluster=q.get("cluster"),
-        project=q.get("project"),
-        user=q.get("user"),
+        states=states,
+        cluster=_first(request, "cluster"),
+        project=_first(request, "project"),
+        user=_first(request, "user"),
         start_from=start_from,
         start_to=start_to,
     )
-    return flt, page, per_page, parse_bool(q.get("with-metadata"), "with-metadata")
+    # cc-backend turns metadata on whenever the parameter is present, so a bare `?with-metadata` means true.
+    raw_meta = _first(request, "with-metadata")
+    with_meta = raw_meta == "" or parse_bool(raw_meta, "with-metadata")
+    return flt, page, per_page, with_meta

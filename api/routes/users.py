@@ -48,6 +48,8 @@ def build_router(admin_auth: Any) -> APIRouter:
         project = str(form.get("project") or "")
         if project and role != "manager":
             raise ApiError(400, "only managers require a project (can be changed later)")
+        if not project and role == "manager":
+            raise ApiError(400, "managers require a project to manage (can be changed later)")
         services = services_of(request)
         try:
             hashed = hash_password(password) if password else None

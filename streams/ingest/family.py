@@ -38,6 +38,8 @@ class JobFamily:
     parked: dict[str, Event] = field(default_factory=dict)
     event_ids: set[str] = field(default_factory=set)
     positions: dict[str, int] = field(default_factory=dict)
+    #: How often each subject's job was deleted: a run started again after that is a new generation.
+    deletions: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def fold(cls, events: Iterable[Event]) -> JobFamily:
@@ -59,8 +61,13 @@ class JobFamily:
                 self.parked.pop(parked_id, None)
         elif event.type == "job.deleted" and run is not None:
             run.deleted = True
+            self.deletions[event.subject] = self.deletions.get(event.subject, 0) + 1
         elif event.type == "job.stop_parked":
             self.parked[event.id] = event
+
+    def generation(self, subject: str) -> int:
+        """0 for a subject never deleted; n after n deletions of its job."""
+        return self.deletions.get(subject, 0)
 
     def live_runs(self) -> list[JobRun]:
         """Runs still in the job table, oldest start first in log order."""

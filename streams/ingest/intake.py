@@ -41,6 +41,15 @@ def _content_hash(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def _run_event_id(kind: str, subject: str, generation: int, *parts: object) -> str:
+    """The id of a run's start or stop. A job deleted and then started again (same subject, maybe
+    the same content) is a new generation: its events need fresh ids, or the log would take them for
+    retries of the deleted run's events and drop them. Generation 0 keeps the original derivation."""
+    if generation == 0:
+        return derived_event_id(kind, subject, *parts)
+    return derived_event_id(kind, subject, *parts, f"generation:{generation}")
+
+
 class JobIntake:
     """Turns start/stop requests into job events, exactly once per distinct request."""
 
@@ -52,17 +61,24 @@ class JobIntake:
 
     # -- start ----------------------------------------------------------------------------------
 
-    async def start_job(self, body: bytes | str | dict[str, Any], *, source: str) -> Accepted:
-        """Accept a job start (cc-backend `start_job`), or raise a Rejected subclass."""
+    async def start_job(
+        self, body: bytes | str | dict[str, Any], *, source: str, event_id: str | None = None
+    ) -> Accepted:
+        """Accept a job start (cc-backend `start_job`), or raise a Rejected subclass.
+
+        `event_id` overrides the content-derived id, for transports that name their messages (a
+        JetStream `Nats-Msg-Id`): a redelivery of the same message is then answered `repeated`.
+        """
         try:
             request = parse_start(body)
         except InvalidRequest as exc:
             raise Invalid(str(exc)) from None
         payload = self.normalise_start(request)
         subject = job_subject(payload["cluster"], payload["jobId"], payload["startTime"])
-        event_id = derived_event_id("job.started", subject, _content_hash(payload))
         async with self._locks.hold(payload["jobId"]):
             family = JobFamily.fold(self.log.read_prefix(job_family_prefix(payload["cluster"], payload["jobId"])))
+            generation = family.generation(subject)
+            event_id = event_id or _run_event_id("job.started", subject, generation, _content_hash(payload))
             if event_id in family.event_ids:
                 return Accepted(subject, family.positions[event_id], repeated=True)
             conflict = family.conflicting_run(payload["startTime"], self.settings.duplicate_window)
@@ -77,7 +93,9 @@ class JobIntake:
             events = [started]
             parked = family.parked_stop_for(payload["startTime"])
             if parked is not None:
-                events.append(self._stop_event(subject, payload["startTime"], parked.data, source, parked.id))
+                events.append(
+                    self._stop_event(subject, payload["startTime"], parked.data, source, parked.id, generation)
+                )
             results = await self.log.append_async(events)
         return Accepted(subject, results[-1].position, resolved_parked_stop=parked is not None)
 
@@ -130,8 +148,13 @@ class JobIntake:
 
     # -- stop -----------------------------------------------------------------------------------
 
-    async def stop_job(self, body: bytes | str | dict[str, Any], *, source: str) -> Accepted:
-        """Accept a job stop (cc-backend `stop_job`); a stop before its start is parked."""
+    async def stop_job(
+        self, body: bytes | str | dict[str, Any], *, source: str, event_id: str | None = None
+    ) -> Accepted:
+        """Accept a job stop (cc-backend `stop_job`); a stop before its start is parked.
+
+        `event_id` (see `start_job`) names the stop or parked-stop event this request makes.
+        """
         try:
             request = parse_stop(body)
         except InvalidRequest as exc:
@@ -142,19 +165,25 @@ class JobIntake:
             raise NotFound(f"finding job failed: no such cluster: {request.cluster}")
         clusters = [request.cluster] if request.cluster else self.clusters.names()
         async with self._locks.hold(request.jobId):
+            if event_id is not None and (known := self.log.get(event_id)) is not None:
+                return Accepted(known.subject, known.position or 0, repeated=True,
+                                parked=known.type == "job.stop_parked")
             for cluster in clusters:
                 family = JobFamily.fold(self.log.read_prefix(job_family_prefix(cluster, request.jobId)))
                 run = family.run_to_stop(request.startTime)
                 if run is not None:
-                    return await self._stop_run(family, run.subject, request, source)
+                    return await self._stop_run(family, run.subject, request, source, event_id)
             if not self.settings.park_early_stops or not request.cluster:
                 raise NotFound(f"finding job failed: no job {request.jobId} on {request.cluster or 'any cluster'}")
-            return await self._park(request, source)
+            return await self._park(request, source, event_id)
 
-    async def _stop_run(self, family: JobFamily, subject: str, request: StopJobRequest, source: str) -> Accepted:
+    async def _stop_run(
+        self, family: JobFamily, subject: str, request: StopJobRequest, source: str, event_id: str | None = None
+    ) -> Accepted:
         run = family.runs[subject]
         state = request.jobState or "completed"
-        event_id = derived_event_id("job.stopped", subject, state, request.stopTime)
+        generation = family.generation(subject)
+        event_id = event_id or _run_event_id("job.stopped", subject, generation, state, request.stopTime)
         cluster, job_id = run.started.data["cluster"], run.started.data["jobId"]
         if run.stopped is not None:
             if run.stopped.id == event_id:
@@ -174,11 +203,11 @@ class JobIntake:
                 kind="invalid",
             )
         data = {"jobState": state, "stopTime": request.stopTime}
-        event = self._stop_event(subject, run.start_time, data, source, None)
+        event = self._stop_event(subject, run.start_time, data, source, None, generation, event_id)
         results = await self.log.append_async([event])
         return Accepted(subject, results[0].position, repeated=results[0].duplicate)
 
-    async def _park(self, request: StopJobRequest, source: str) -> Accepted:
+    async def _park(self, request: StopJobRequest, source: str, event_id: str | None = None) -> Accepted:
         assert request.cluster is not None and request.jobId is not None
         start = "*" if request.startTime is None else request.startTime
         subject = f"{job_family_prefix(request.cluster, request.jobId)}{start}"
@@ -189,14 +218,15 @@ class JobIntake:
             "jobState": request.jobState or "completed",
             "stopTime": request.stopTime,
         }
-        event_id = derived_event_id("job.stop_parked", subject, _content_hash(data))
+        event_id = event_id or derived_event_id("job.stop_parked", subject, _content_hash(data))
         event = new_event("job.stop_parked", subject, data, id=event_id, source=source)
         results = await self.log.append_async([event])
         return Accepted(subject, results[0].position, repeated=results[0].duplicate, parked=True)
 
     @staticmethod
     def _stop_event(
-        subject: str, start_time: int, stop: dict[str, Any], source: str, parked_id: str | None
+        subject: str, start_time: int, stop: dict[str, Any], source: str, parked_id: str | None, generation: int,
+        event_id: str | None = None,
     ) -> Event:
         state = stop.get("jobState") or "completed"
         stop_time = int(stop["stopTime"])
@@ -206,7 +236,7 @@ class JobIntake:
             "duration": max(stop_time - start_time, 0),
             "parkedStopId": parked_id,
         }
-        event_id = derived_event_id("job.stopped", subject, state, stop_time)
+        event_id = event_id or _run_event_id("job.stopped", subject, generation, state, stop_time)
         return new_event("job.stopped", subject, data, id=event_id, source=source)
 
     # -- edits of known jobs --------------------------------------------------------------------

@@ -19,7 +19,8 @@ _MEASUREMENT = re.compile(r"(?:[^\\, \n]|\\[^\n])+")
 _TAG_KEY = re.compile(r"(?:[^\\,= \n]|\\[^\n])+")
 _TAG_VALUE = _TAG_KEY
 _FIELD_KEY = _TAG_KEY
-_BARE_VALUE = re.compile(r"[^, \n]+")
+_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)  # possessive: no backtracking
+_BARE_VALUE = re.compile(r"[^, \r\n]+")
 _TIMESTAMP = re.compile(r"-?[0-9]+")
 _SPACES = re.compile(r" +")
 _NAME_ESCAPE = re.compile(r"\\([, =\\])")
@@ -177,7 +178,8 @@ class _Parser:
         if match is None:
             raise self.fail(f"missing {what}")
         self.pos = match.end()
-        return _NAME_ESCAPE.sub(r"\1", match.group())
+        token = match.group()
+        return _NAME_ESCAPE.sub(_unescape, token) if "\\" in token else token
 
     def fields(self) -> dict[str, FieldValue]:
         fields: dict[str, FieldValue] = {}
@@ -191,22 +193,20 @@ class _Parser:
 
     def string(self) -> str:
         opening = self.pos
-        pos = opening + 1
         text = self.text
-        while True:
-            quote = text.find('"', pos)
-            if quote == -1:
-                raise self.fail("unterminated string field value", opening)
-            backslashes = 0
-            while text[quote - 1 - backslashes] == "\\":
-                backslashes += 1
-            if backslashes % 2 == 0:
-                break
-            pos = quote + 1
+        match = _STRING.match(text, opening)
+        if match is None:
+            raise self.fail("unterminated string field value", opening)
+        quote = match.end() - 1
         self.pos = quote + 1
         if self.spanning_string is None and text.find("\n", opening, quote) != -1:
             self.spanning_string = opening
-        return _STRING_ESCAPE.sub(r"\1", text[opening + 1 : quote])
+        value = text[opening + 1 : quote]
+        if "\\" not in value:
+            return value
+        if "\\\\" not in value:
+            return value.replace('\\"', '"')  # the common case: JSON with escaped quotes only
+        return _STRING_ESCAPE.sub(_unescape, value)
 
     def bare_value(self, key: str) -> FieldValue:
         at = self.pos
@@ -235,6 +235,10 @@ class _Parser:
             raise self.fail(f"invalid timestamp {token!r}")
         self.pos = match.end()
         return int(match.group())
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return match.group(1)
 
 
 def timestamp_seconds(timestamp: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from streams.events.payloads import JobState, SharedMode
 
@@ -12,6 +12,11 @@ from streams.events.payloads import JobState, SharedMode
 class _Strict(BaseModel):
     # Go's decoder with DisallowUnknownFields: unknown keys and wrongly typed values are errors.
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def normalise_job_state(value: object) -> object:
+    """cc-lib spells it `out_of_memory` (what adapters send), cc-backend's job table `out-of-memory`."""
+    return "out-of-memory" if value == "out_of_memory" else value
 
 
 class ResourceIn(_Strict):
@@ -60,6 +65,8 @@ class StartJobRequest(_Strict):
     smt: int = 1
     jobState: JobState | Literal[""] = ""
     duration: int = 0
+
+    _state = field_validator("jobState", mode="before")(normalise_job_state)
     walltime: int = 0
     requestedMemory: int = 0
     submitTime: int = 0
@@ -82,6 +89,8 @@ class StopJobRequest(_Strict):
     startTime: int | None = None
     jobState: JobState | Literal[""] = ""
     stopTime: int
+
+    _state = field_validator("jobState", mode="before")(normalise_job_state)
 
 
 class InvalidRequest(ValueError):

@@ -8,7 +8,8 @@ import time
 from collections.abc import Sequence
 
 from streams.events import Event
-from streams.log.protocol import AppendResult, LogClosed
+from streams.events.codec import encode_data
+from streams.log.protocol import AppendResult, LogClosed, StoredEvent
 
 
 class MemoryEventLog:
@@ -45,6 +46,15 @@ class MemoryEventLog:
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
         with self._changed:
             return self._events[max(after, 0) : max(after, 0) + limit]
+
+    def read_stored(self, after: int = 0, limit: int = 10000) -> list[StoredEvent]:
+        return [
+            StoredEvent(
+                e.position or 0, e.id, e.type, e.version, e.subject, e.time, e.source, e.causation_id,
+                encode_data(e.data), e.recorded_at or 0.0,
+            )
+            for e in self.read(after, limit)
+        ]
 
     def read_subject(self, subject: str) -> list[Event]:
         with self._changed:

@@ -22,7 +22,7 @@ from typing import Any
 
 from streams.events import Event
 from streams.events.codec import decode_data, encode_data
-from streams.log.protocol import AppendResult, LogClosed
+from streams.log.protocol import AppendResult, LogClosed, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +201,12 @@ class SQLiteEventLog:
             f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
         )
         return [_row_to_event(row) for row in rows]
+
+    def read_stored(self, after: int = 0, limit: int = 10000) -> list[StoredEvent]:
+        rows = self._reader().execute(
+            f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
+        )
+        return [StoredEvent._make(row) for row in rows]
 
     def read_subject(self, subject: str) -> list[Event]:
         rows = self._reader().execute(

@@ -118,7 +118,8 @@ class AgentRunner:
     def _run(self) -> None:
         while not self._stop.is_set():
             if not self.step():
-                self.log.wait(self._position, 0.5)
+                # Short waits keep stop() prompt; an idle runner wakes ten times a second.
+                self.log.wait(self._position, 0.1)
 
     def step(self) -> bool:
         """Apply one batch; False when there was nothing to do."""

@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -85,9 +86,8 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     return public, private
 
 
-@pytest.fixture
-def tokens(keys: tuple[str, str]) -> Tokens:
-    public, private = keys
+def tokens_for(public: str, private: str) -> Tokens:
+    """Tokens of the three kinds of callers, signed with `private`."""
     return Tokens(
         api=sign(private, claims("adapter", ["api"])),
         admin=sign(private, claims("boss", ["admin", "api"])),
@@ -98,8 +98,12 @@ def tokens(keys: tuple[str, str]) -> Tokens:
 
 
 @pytest.fixture
-def archive_root(tmp_path: Path) -> Path:
-    root = tmp_path / "job-archive"
+def tokens(keys: tuple[str, str]) -> Tokens:
+    return tokens_for(*keys)
+
+
+def make_archive(root: Path) -> Path:
+    """A job archive root with the reference cluster.json files of fritz and alex."""
     for name in CLUSTERS:
         (root / name).mkdir(parents=True)
         shutil.copy(SPECS / "archive" / name / "cluster.json", root / name / "cluster.json")
@@ -107,51 +111,79 @@ def archive_root(tmp_path: Path) -> Path:
     return root
 
 
-AppFactory = Callable[..., TestClient]
+@pytest.fixture
+def archive_root(tmp_path: Path) -> Path:
+    return make_archive(tmp_path / "job-archive")
+
+
+class BackgroundCloser:
+    """Closes apps off the test's critical path: stopping the agent runner waits out its log poll
+    (up to 0.5 s), which would otherwise dominate the suite's run time. Every close is awaited, and
+    its error raised, at the end of the session."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="close-app")
+        self._pending: list[Future[None]] = []
+
+    def close(self, client: TestClient) -> None:
+        self._pending.append(self._pool.submit(client.__exit__, None, None, None))
+
+    def wait(self) -> None:
+        self._pool.shutdown(wait=True)
+        for future in self._pending:
+            future.result()
 
 
 @pytest.fixture(scope="session")
-def closer() -> Iterator[ThreadPoolExecutor]:
-    """Closes apps in the background: stopping the agent runner waits for its log poll (up to 0.5 s),
-    which would otherwise dominate the suite's run time. Every close is awaited, and its errors
-    raised, at the end of the session."""
-    pending: list[Future[None]] = []
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="close-app") as pool:
-        original_submit = pool.submit
+def closer() -> Iterator[BackgroundCloser]:
+    background = BackgroundCloser()
+    yield background
+    background.wait()
 
-        def submit(fn: Callable[..., None], /, *args: Any) -> Future[None]:
-            future = original_submit(fn, *args)
-            pending.append(future)
-            return future
 
-        pool.submit = submit  # type: ignore[method-assign]
-        yield pool
-    for future in pending:
-        future.result()
+class AppFactory:
+    """Builds and starts apps over the test's files; `close` stops one now (e.g. to restart on the same
+    files), every other one is closed at teardown."""
+
+    def __init__(self, tmp_path: Path, archive_root: Path, closer: BackgroundCloser) -> None:
+        self._tmp_path = tmp_path
+        self._archive_root = archive_root
+        self._closer = closer
+        self._open: list[TestClient] = []
+
+    def __call__(
+        self, config: dict[str, Any] | None = None, *, client_addr: tuple[str, int] = ("testclient", 50000)
+    ) -> TestClient:
+        """An app from config.json-shaped overrides (deep-merged over the defaults); `client_addr` is the
+        peer address the app sees (TestClient's default host is "testclient")."""
+        base = {
+            "main": {"db": str(self._tmp_path / "job.db")},
+            "archive": {"kind": "file", "path": str(self._archive_root)},
+            "event-log": {"kind": "sqlite", "path": str(self._tmp_path / "events.db")},
+        }
+        settings = Settings.model_validate(_deep_merge(base, config or {}))
+        client = TestClient(create_app(build_services(settings)), client=client_addr)
+        client.__enter__()
+        self._open.append(client)
+        return client
+
+    def close(self, client: TestClient) -> None:
+        """Shut an app down now: its files are released when this returns."""
+        self._open.remove(client)
+        client.__exit__(None, None, None)
+
+    def close_all(self) -> None:
+        for client in reversed(self._open):
+            self._closer.close(client)
+        self._open.clear()
 
 
 @pytest.fixture
-def make_client(
-    tmp_path: Path, archive_root: Path, tokens: Tokens, closer: ThreadPoolExecutor
-) -> Iterator[AppFactory]:
-    """Build (and start) an app from config.json-shaped overrides; every app is closed at teardown."""
-    opened: list[TestClient] = []
-
-    def factory(config: dict[str, Any] | None = None) -> TestClient:
-        base = {
-            "main": {"db": str(tmp_path / "job.db")},
-            "archive": {"kind": "file", "path": str(archive_root)},
-            "event-log": {"kind": "sqlite", "path": str(tmp_path / "events.db")},
-        }
-        settings = Settings.model_validate(_deep_merge(base, config or {}))
-        client = TestClient(create_app(build_services(settings)), raise_server_exceptions=False)
-        client.__enter__()
-        opened.append(client)
-        return client
-
+def make_client(tmp_path: Path, archive_root: Path, tokens: Tokens, closer: BackgroundCloser) -> Iterator[AppFactory]:
+    """The app factory of this test (keys and tokens are in the environment already)."""
+    factory = AppFactory(tmp_path, archive_root, closer)
     yield factory
-    for client in reversed(opened):
-        closer.submit(client.__exit__, None, None, None)
+    factory.close_all()
 
 
 @pytest.fixture
@@ -160,35 +192,69 @@ def client(make_client: AppFactory, tokens: Tokens) -> tuple[TestClient, Tokens]
     return make_client(), tokens
 
 
+@contextmanager
+def module_app(tmp_path_factory: pytest.TempPathFactory, closer: BackgroundCloser) -> Iterator[
+        tuple[TestClient, Tokens]]:
+    """An app with keys of its own, for the tests of a module that share it (see `shared_client`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        public, private = generate_keypair()
+        patch.setenv("JWT_PUBLIC_KEY", public)
+        patch.setenv("JWT_PRIVATE_KEY", private)
+        tmp = tmp_path_factory.mktemp("shared-app")
+        factory = AppFactory(tmp, make_archive(tmp / "job-archive"), closer)
+        yield factory(), tokens_for(public, private)
+        factory.close_all()
+
+
+@pytest.fixture(scope="module")
+def shared_client(tmp_path_factory: pytest.TempPathFactory, closer: BackgroundCloser) -> Iterator[
+        tuple[TestClient, Tokens]]:
+    """One empty app per module, for tests that write nothing: refused requests, authentication.
+
+    Starting an app per test is what makes this suite slow; requests that are refused leave the app
+    as it was. Tests that write use `client`.
+    """
+    with module_app(tmp_path_factory, closer) as app:
+        yield app
+
+
 JobPayload = Callable[..., dict[str, Any]]
+
+
+def job_body(**overrides: Any) -> dict[str, Any]:
+    """A start_job body on fritz (host f0101, subcluster main), with any field overridden."""
+    payload: dict[str, Any] = {
+        "jobId": 1000,
+        "user": "alice",
+        "project": "proj1",
+        "cluster": "fritz",
+        "partition": "singlenode",
+        "numNodes": 1,
+        "numHwthreads": 72,
+        "shared": "none",
+        "monitoringStatus": 1,
+        "smt": 1,
+        "walltime": 3600,
+        "submitTime": START - 60,
+        "startTime": START,
+        "resources": [{"hostname": "f0101", "hwthreads": list(range(72))}],
+        "metaData": {"jobName": "test"},
+    }
+    payload.update(overrides)
+    return payload
 
 
 @pytest.fixture
 def job_payload() -> JobPayload:
-    """A start_job body on fritz (host f0101, subcluster main), with any field overridden."""
+    """The `job_body` factory."""
+    return job_body
 
-    def factory(**overrides: Any) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "jobId": 1000,
-            "user": "alice",
-            "project": "proj1",
-            "cluster": "fritz",
-            "partition": "singlenode",
-            "numNodes": 1,
-            "numHwthreads": 72,
-            "shared": "none",
-            "monitoringStatus": 1,
-            "smt": 1,
-            "walltime": 3600,
-            "submitTime": START - 60,
-            "startTime": START,
-            "resources": [{"hostname": "f0101", "hwthreads": list(range(72))}],
-            "metaData": {"jobName": "test"},
-        }
-        payload.update(overrides)
-        return payload
 
-    return factory
+def start_job(http: TestClient, tok: Tokens, **overrides: Any) -> int:
+    """Start a job through the API (asserting 201); its database id."""
+    response = http.post("/api/jobs/start_job/", json=job_body(**overrides), headers=tok.headers())
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
 
 
 def example_bytes(name: str) -> bytes:
@@ -209,14 +275,12 @@ def assert_error(response: Any, status: int, *fragments: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def start(client: tuple[TestClient, Tokens], job_payload: JobPayload) -> Callable[..., int]:
+def start(client: tuple[TestClient, Tokens]) -> Callable[..., int]:
     """Start a job through the API with overrides; returns its database id."""
     http, tok = client
 
     def do(**overrides: Any) -> int:
-        response = http.post("/api/jobs/start_job/", json=job_payload(**overrides), headers=tok.headers())
-        assert response.status_code == 201, response.text
-        return int(response.json()["id"])
+        return start_job(http, tok, **overrides)
 
     return do
 

@@ -1,0 +1,1 @@
+"""Tests of the archive package: backends, meta.json <-> events, imports."""

@@ -179,3 +179,12 @@ def test_sqlite_log_file_is_durable_before_ack(tmp_path: Path) -> None:
         assert log._writer.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     finally:
         log.close()
+
+
+def test_read_stored_is_read_with_payloads_left_encoded(log: EventLog) -> None:
+    log.append([ev(n=i) for i in range(5)])
+    stored = log.read_stored(after=1, limit=3)
+    assert [s.position for s in stored] == [2, 3, 4]
+    assert all(isinstance(s.data, bytes) for s in stored)
+    assert [s.event() for s in stored] == log.read(after=1, limit=3)
+    assert log.read_stored(after=5) == []

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -94,11 +94,11 @@ class CcstreamServer:
 
     # -- set-up ---------------------------------------------------------------------------------
 
-    def prepare(self) -> CcstreamServer:
-        """`ccstream init` with fritz, `add-user`, and a token from `ccstream jwt`."""
+    def prepare(self, clusters: Sequence[str] = ("fritz",)) -> CcstreamServer:
+        """`ccstream init` with the clusters (fritz by default), `add-user`, and a token from `ccstream jwt`."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        cluster = specs_dir() / "archive" / "fritz" / "cluster.json"
-        self._cli("init", "--cluster", str(cluster))
+        templates = [str(specs_dir() / "archive" / name / "cluster.json") for name in clusters]
+        self._cli("init", *(arg for t in templates for arg in ("--cluster", t)))
         self._cli("add-user", f"{ADMIN}:admin,api:secret-{os.getpid()}")
         self.token = self._cli("jwt", ADMIN).strip().splitlines()[-1]
         return self

@@ -1,0 +1,202 @@
+"""Rebuilding read models from the log into new files, checking them, and swapping them in live.
+
+A rebuild never writes the live file until the very end: it fills a scratch file next to it with the
+bulk loader, catches it up with the log head, checks it (integrity_check, foreign keys, checkpoint ==
+head), catches up once more, and then copies it over the live file with SQLite's online backup API.
+The copy runs under the live file's write lock, so readers (WAL) see the old or the new content, never
+a mix. The running server's AgentRunner re-reads the stored checkpoint each step and carries on from
+the swapped-in position; a batch it read before the swap is reconciled by the projection's checkpoint
+guard (`JobDatabaseProjection.apply`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from replay.registry import ReadModel
+from replay.until import Until
+from streams.log import EventLog, StoredEvent
+
+#: Events per read and per transaction of a rebuild.
+PAGE = 20_000
+
+#: Called with (events loaded so far, events to load in total).
+Progress = Callable[[int, int], None]
+
+
+class RebuildError(RuntimeError):
+    """A rebuild could not be completed or its result failed a check; the live file is untouched."""
+
+
+def read_pages(log: EventLog, after: int, until: Until | None = None, page: int = PAGE) -> Iterator[list[StoredEvent]]:
+    """Stored events after `after` up to the bound, in pages; the next page is read while one is applied."""
+    with ThreadPoolExecutor(1, thread_name_prefix="replay-read") as pool:
+
+        def request(position: int) -> Future[list[StoredEvent]] | None:
+            size = page if until is None or until.position is None else min(page, until.position - position)
+            return pool.submit(log.read_stored, position, size) if size > 0 else None
+
+        pending = request(after)
+        while pending is not None:
+            records = pending.result()
+            if until is not None and until.time is not None:
+                kept = _prefix_until(records, until.time)
+                if len(kept) < len(records):
+                    if kept:
+                        yield kept
+                    return
+            if not records:
+                return
+            pending = request(records[-1].position)
+            yield records
+
+
+def _prefix_until(records: list[StoredEvent], moment: float) -> list[StoredEvent]:
+    # The log as it stood at `time`: everything before the first event recorded later.
+    for index, record in enumerate(records):
+        if record.recorded_at > moment:
+            return records[:index]
+    return records
+
+
+def remove_database(path: Path) -> None:
+    """Delete a database file and its journal sidecars."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").unlink()
+
+
+def page_size_of(path: Path) -> int | None:
+    """The page size of an existing database (a WAL backup target needs the source to match)."""
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def load(
+    log: EventLog, model: ReadModel, path: Path, *, until: Until | None = None, fresh: bool = True,
+    progress: Progress | None = None, page_size: int | None = None,
+) -> int:
+    """Load `path` from the log (from position 0 when fresh) up to the head or the bound; the checkpoint."""
+    if fresh:
+        remove_database(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        loader = model.loader(path, page_size)
+    except Exception as exc:
+        raise RebuildError(f"{path}: cannot open: {exc}") from exc
+    try:
+        start = loader.checkpoint()
+        target = until.position if until is not None and until.position is not None else log.head()
+        done = 0
+        for records in read_pages(log, start, until):
+            loader.load(records)
+            done += len(records)
+            if progress is not None:
+                progress(done, max(target - start, done))
+        loader.finish()
+        return loader.checkpoint()
+    except RebuildError:
+        raise
+    except Exception as exc:
+        raise RebuildError(f"{model.name}: replay failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        loader.close()
+
+
+def check(path: Path, model: ReadModel, position: int) -> dict[str, int]:
+    """integrity_check, foreign_key_check and the checkpoint of a rebuilt file; its row counts."""
+    # Read-write on purpose: on a read-only connection integrity_check skips the CHECK constraints.
+    conn = sqlite3.connect(path)
+    try:
+        problems = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchmany(5)]
+        if problems != ["ok"]:
+            raise RebuildError(f"{model.name}: integrity_check failed: {'; '.join(problems)}")
+        dangling = conn.execute("PRAGMA foreign_key_check").fetchmany(5)
+        if dangling:
+            raise RebuildError(f"{model.name}: foreign_key_check failed: {dangling}")
+        row = conn.execute("SELECT position FROM ccstream_checkpoint WHERE name = ?", (model.name,)).fetchone()
+        stored = int(row[0]) if row else 0
+        if stored != position:
+            raise RebuildError(f"{model.name}: checkpoint is {stored}, expected {position}")
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {name: int(conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0]) for name in names}
+    finally:
+        conn.close()
+
+
+def swap_in(scratch: Path, live: Path) -> None:
+    """Copy the scratch database over the live one with the online backup API, in one step and lock."""
+    live.parent.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(f"file:{scratch}?mode=ro", uri=True)
+    target = sqlite3.connect(live, timeout=60)
+    try:
+        target.execute("PRAGMA busy_timeout=60000")
+        source.backup(target, pages=-1)
+        target.execute("PRAGMA journal_mode=WAL")
+    finally:
+        source.close()
+        target.close()
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """What a rebuild produced: where it stands, what the check counted, and how long the replay took."""
+
+    model: str
+    path: Path
+    position: int
+    rows: dict[str, int]
+    events: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Events replayed per second."""
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+def rebuild_live(log: EventLog, model: ReadModel, live: Path, progress: Progress | None = None) -> Rebuilt:
+    """Rebuild a read model from position 0 and swap it in; the running server carries on from it."""
+    scratch = live.with_name(f"{live.name}.rebuild")
+    try:
+        started = time.perf_counter()
+        events = load(log, model, scratch, progress=progress, page_size=page_size_of(live))
+        seconds = time.perf_counter() - started
+        position = load(log, model, scratch, fresh=False)
+        rows = check(scratch, model, position)
+        # The check took a while on a big file: take in what arrived meanwhile, then swap.
+        position = load(log, model, scratch, fresh=False)
+        swap_in(scratch, live)
+        return Rebuilt(model.name, live, position, rows, events, seconds)
+    finally:
+        remove_database(scratch)
+
+
+def rebuild_until(
+    log: EventLog, model: ReadModel, until: Until, output: Path, progress: Progress | None = None
+) -> Rebuilt:
+    """The read model as it stood at a position or time, written to `output` (never the live file)."""
+    scratch = output.with_name(f"{output.name}.partial")
+    try:
+        started = time.perf_counter()
+        position = load(log, model, scratch, until=until, progress=progress)
+        seconds = time.perf_counter() - started
+        if until.position is not None and position != until.position:
+            raise RebuildError(f"the log ends at position {position}, before {until.position}")
+        rows = check(scratch, model, position)
+        remove_database(output)
+        scratch.replace(output)
+        return Rebuilt(model.name, output, position, rows, position, seconds)
+    finally:
+        remove_database(scratch)

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.bootstrap import Services
 from api.errors import install_error_handlers
+from api.metricstore_routes import build_metricstore_router
 from api.responses import JSON
 from api.routes import admin, clusters, edits, jobs, nodes, rejected, users
 
@@ -46,6 +47,9 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     app.include_router(admin.build_router(admin_auth))
     app.include_router(nodes.build_router(api_auth))
     app.include_router(rejected.build_router(admin_auth))
+    if services.metric_store is not None:
+        # cc-backend embeds cc-metric-store's API at the same paths; collectors need any valid token.
+        app.include_router(build_metricstore_router(services.metric_store, services.auth.dependency("api", "admin")))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -11,6 +11,16 @@ from sqlalchemy import Engine
 
 from api.auth import ApiAuth, JWTAuthenticator, parse_go_duration
 from api.config import Settings, secret
+from archive.agentstate import AgentStateStore
+from archive.archiver import Archiver
+from archive.backends.factory import open_archive
+from archive.backends.protocol import ArchiveBackend
+from metricstore.http_source import HttpMetricSource
+from metricstore.nats import NatsMetricSubscriber
+from metricstore.settings import NatsConnection
+from metricstore.source import InProcessMetricSource, MetricSource
+from metricstore.store import MetricStore
+from projections import queries
 from projections.db import reader_engine, writer_engine
 from projections.jobdb import JobDatabaseProjection
 from streams.clusters import ClusterRegistry
@@ -72,26 +82,51 @@ class Services:
     #: The NATS consumer; None unless `nats.address` and `main.api-subjects` are configured.
     nats: NatsIngest | None = None
     nats_processor: NatsProcessor | None = None
+    #: The job archive backend (`archive.kind`).
+    archive: ArchiveBackend | None = None
+    #: The embedded metric store; None when `metric-store-external` names external ones.
+    metric_store: MetricStore | None = None
+    #: Where job metrics are read from: the embedded store or the external ones.
+    metric_source: MetricSource | None = None
+    #: The archiver agent's runner and its state file; None when `archiver.enabled` is false.
+    archiver: AgentRunner | None = None
+    agent_state: AgentStateStore | None = None
+    #: Metric lines over NATS (`metric-store.nats-subscriptions`) into the embedded store.
+    metric_nats: NatsMetricSubscriber | None = None
 
     def start(self) -> None:
-        """Catch the read model up with the log, then keep it caught up in the background."""
+        """Restore the metric store, catch the read model up with the log, then start the agents."""
+        if self.metric_store is not None:
+            self.metric_store.start()
         self.runner.run_until_caught_up()
         self.runner.start()
+        if self.archiver is not None:
+            self.archiver.start()
         self.started = True
 
     async def start_ingest(self) -> None:
         """Start the NATS consumer (on the server's event loop); it connects in the background."""
         if self.nats is not None:
             await self.nats.start()
+        if self.metric_nats is not None:
+            await self.metric_nats.start()
 
     async def stop_ingest(self) -> None:
         """Stop consuming NATS before the log closes."""
+        if self.metric_nats is not None:
+            await self.metric_nats.stop()
         if self.nats is not None:
             await self.nats.stop()
 
     def close(self) -> None:
-        """Stop agents, flush the log, release files."""
+        """Stop agents, flush the log and the metric store, release files."""
+        if self.archiver is not None:
+            self.archiver.stop()
         self.runner.stop()
+        if self.metric_store is not None:
+            self.metric_store.close()
+        if self.agent_state is not None:
+            self.agent_state.close()
         if self.dead_letters is not None:
             self.dead_letters.close()
         self.log.close()
@@ -124,6 +159,53 @@ def nats_options(settings: Settings) -> NatsOptions | None:
     )
 
 
+class ReadModelRunningJobs:
+    """The metric store's retention port, answered by the job table: hosts whose data is still needed."""
+
+    def __init__(self, reader: Engine) -> None:
+        self.reader = reader
+
+    def hosts_in_use(self, cluster: str) -> set[str]:
+        with self.reader.connect() as conn:
+            return queries.hosts_awaiting_archive(conn, cluster)
+
+
+def build_metrics(settings: Settings, clusters: ClusterRegistry, reader: Engine) -> tuple[
+    MetricStore | None, MetricSource
+]:
+    """The embedded metric store and its read port, or the external stores of `metric-store-external`."""
+    if settings.metric_store_external:
+        return None, HttpMetricSource(settings.metric_store_external, clusters.clusters())
+    store = MetricStore(settings.metric_store, clusters.clusters(), running_jobs=ReadModelRunningJobs(reader))
+    return store, InProcessMetricSource(store)
+
+
+def build_metric_nats(settings: Settings, store: MetricStore | None) -> NatsMetricSubscriber | None:
+    """The NATS subscriber of the embedded metric store, on the top-level `nats` connection."""
+    subscriptions = settings.metric_store.nats_subscriptions
+    if store is None or not subscriptions:
+        return None
+    connection = settings.metric_store.nats
+    if connection is None and settings.nats is not None and settings.nats.address:
+        connection = NatsConnection.model_validate({
+            "address": settings.nats.address, "username": settings.nats.username or None,
+            "password": settings.nats.password or None, "creds-file-path": settings.nats.creds_file_path or None,
+        })
+    return NatsMetricSubscriber(store, subscriptions, connection)
+
+
+def build_archiver(settings: Settings, services: Services) -> None:
+    """The archiver agent over the log, with its retries run whenever it is idle."""
+    if not settings.archiver.enabled or services.archive is None or services.metric_source is None:
+        return
+    services.agent_state = AgentStateStore(settings.archiver.state_path)
+    agent = Archiver(
+        services.log, services.archive, services.metric_source, services.clusters, services.agent_state,
+        max_attempts=settings.archiver.max_attempts, backoff=settings.archiver.retry_backoff,
+    )
+    services.archiver = AgentRunner(services.log, agent, batch_size=100, on_idle=agent.retry_due)
+
+
 def build_services(settings: Settings, health: NodeHealth | None = None) -> Services:
     """Wire log, clusters, read model, runner, intakes, NATS and auth from settings.
 
@@ -144,7 +226,11 @@ def build_services(settings: Settings, health: NodeHealth | None = None) -> Serv
     intake = JobIntake(event_log, clusters, settings.intake)
     auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
     services = Services(settings, event_log, clusters, writer, reader, projection, runner, intake, auth)
-    services.nodestate = NodeStateIntake(event_log, clusters, health)
+    services.archive = open_archive(settings.archive)
+    services.metric_store, services.metric_source = build_metrics(settings, clusters, reader)
+    services.metric_nats = build_metric_nats(settings, services.metric_store)
+    build_archiver(settings, services)
+    services.nodestate = NodeStateIntake(event_log, clusters, health or services.metric_source)
     if settings.nats is not None:
         services.dead_letters = DeadLetterStore(settings.nats.dead_letter_path)
         services.nats_processor = NatsProcessor(intake, services.nodestate, services.dead_letters)

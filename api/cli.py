@@ -16,6 +16,7 @@ from api.config import ConfigError, Settings, load_env, load_settings
 
 if TYPE_CHECKING:
     from archive.imports.report import ImportReport
+    from archive.maintenance import MaintenanceReport
     from streams.log import EventLog
 
 DEFAULT_CONFIG = {
@@ -372,9 +373,9 @@ def cmd_import_job(args: argparse.Namespace) -> None:
     finally:
         log.close()
         backend.close()
-    _finish_import(report, args)
     if report.failed and len(pairs) == 1:
         raise CliError(report.errors[0])
+    _finish_import(report, args)
 
 
 def cmd_replay(args: argparse.Namespace) -> None:
@@ -385,6 +386,58 @@ def cmd_replay(args: argparse.Namespace) -> None:
         run(args, _settings(args))
     except ReplayError as exc:
         raise CliError(str(exc)) from None
+
+
+def _finish_maintenance(report: MaintenanceReport, verbose: bool) -> None:
+    """Failures (the first 20 unless --verbose) on stderr, the summary on stdout; exit 1 when jobs failed."""
+    for message in report.failures[: None if verbose else 20]:
+        print(f"error: {message}", file=sys.stderr)
+    print(report.summary())
+    if report.failed:
+        raise CliError(f"{report.failed} job(s) failed in {report.task}; first: {report.failures[0]}")
+
+
+def cmd_archive_compress(args: argparse.Namespace) -> None:
+    """Gzip data.json of archived jobs older than `archive.compression` days (default 7), once."""
+    from api.scheduler import ArchiveMaintenance
+    from archive.backends import ArchiveError, InvalidName
+
+    try:
+        report = ArchiveMaintenance(_settings(args)).compress(dry_run=args.dry_run)
+    except (ArchiveError, InvalidName, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    _finish_maintenance(report, args.verbose)
+
+
+def cmd_archive_retire(args: argparse.Namespace) -> None:
+    """Apply `archive.retention` (delete, copy or move old jobs) once; include-db appends job.deleted events."""
+    from api.scheduler import ArchiveMaintenance
+    from archive.backends import ArchiveError, InvalidName
+    from archive.maintenance import RetentionPolicy
+    from projections.db import reader_engine
+
+    settings = _settings(args)
+    try:
+        policy = RetentionPolicy.from_settings(settings.archive.retention)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if not policy.enabled:
+        raise CliError("archive.retention.policy is none (or not set): nothing to do")
+    reader = None
+    if policy.omit_tagged:
+        _catch_up(settings)  # tags come from the job database: bring it up to date with the log first
+        reader = reader_engine(settings.main.db)
+    events = _import_log(settings) if policy.removes_jobs and policy.include_db and not args.dry_run else None
+    try:
+        report = ArchiveMaintenance(settings, events, reader).retire(dry_run=args.dry_run)
+    except (ArchiveError, InvalidName, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        if events is not None:
+            events.close()
+        if reader is not None:
+            reader.dispose()
+    _finish_maintenance(report, args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -437,6 +490,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = rejected_sub.add_parser("retry", help="Run a refused message through the intake again.")
     p.add_argument("id", type=int, help="id from `ccstream rejected list`")
     p.set_defaults(func=cmd_rejected_retry)
+    add("archive-compress", cmd_archive_compress,
+        "Gzip data.json of archived jobs older than archive.compression days (default 7), now.")
+    add("archive-retire", cmd_archive_retire,
+        "Apply archive.retention (delete, copy or move old jobs) now instead of at its nightly hour.")
+    for name in ("archive-compress", "archive-retire"):
+        p = sub.choices[name]
+        p.add_argument("--dry-run", action="store_true", help="change nothing; count what a run would do")
+        p.add_argument("--verbose", action="store_true", help="print every failure")
     from replay.cli import configure as configure_replay
 
     configure_replay(add("replay", cmd_replay, "Rebuild, verify, time-travel read models; export, import the log."))

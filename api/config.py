@@ -13,6 +13,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from metricstore.http_source import ExternalMetricStore
+from metricstore.settings import MetricStoreSettings
 from streams.settings import EventLogSettings, IntakeSettings
 
 
@@ -195,10 +197,16 @@ class NatsSettings(Section):
                                          description="Stream and consumer settings for mode `jetstream`.")
 
 
-class ExternalMetricStore(Section):
-    scope: str = Field(default="*", description="Cluster (or `*`) served by this metric store.")
-    url: str = Field(description="Base URL of a cc-metric-store compatible server.")
-    token: str = Field(default="", description="JWT for that server.")
+class ArchiverSettings(Section):
+    """`archiver`: capturing stopped jobs into the job archive."""
+
+    enabled: bool = Field(default=True, description="Archive stopped jobs (monitoring status 1).")
+    max_attempts: int = Field(default=5, alias="max-attempts", ge=1,
+                              description="Attempts before a job is given up (monitoring status 2).")
+    retry_backoff: float = Field(default=30.0, alias="retry-backoff", gt=0,
+                                 description="Seconds before the first retry; doubles per attempt, at most 1 h.")
+    state_path: str = Field(default="./var/agents.db", alias="state-path",
+                            description="SQLite file with the checkpoints and retry queue of emitting agents.")
 
 
 class CronSettings(Section):
@@ -214,7 +222,10 @@ class Settings(Section):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings, description="Job archive.")
     auth: AuthSettings = Field(default_factory=AuthSettings, description="Authentication.")
     nats: NatsSettings | None = Field(default=None, description="NATS connection.")
-    metric_store: dict[str, Any] | None = Field(default=None, alias="metric-store", description="Metric store.")
+    metric_store: MetricStoreSettings = Field(
+        default_factory=MetricStoreSettings, alias="metric-store",
+        description="The embedded metric store (used unless `metric-store-external` is set).",
+    )
     metric_store_external: list[ExternalMetricStore] | None = Field(
         default=None, alias="metric-store-external", description="External metric stores."
     )
@@ -224,6 +235,7 @@ class Settings(Section):
     event_log: EventLogSettings = Field(default_factory=EventLogSettings, alias="event-log",
                                         description="ccstream's event log.")
     intake: IntakeSettings = Field(default_factory=IntakeSettings, description="ccstream's job intake.")
+    archiver: ArchiverSettings = Field(default_factory=ArchiverSettings, description="ccstream's archiver agent.")
 
 
 class ConfigError(ValueError):

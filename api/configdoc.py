@@ -32,7 +32,7 @@ This file is generated from the settings models: `python -m api.configdoc`.
 def _nested_models(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
-    if get_origin(annotation) in (Union, types.UnionType, list):
+    if get_origin(annotation) in (Union, types.UnionType, list, tuple, dict):
         return [m for arg in get_args(annotation) for m in _nested_models(arg)]
     return []
 

@@ -84,7 +84,8 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any]) -> AP
             raise ApiError(400, report.message())
         return _json(report.as_dict())
 
-    @router.api_route("/query/", methods=["GET", "POST"])
+    @router.get("/query/", operation_id="ms_query")
+    @router.post("/query/", operation_id="ms_query_post")
     async def query(request: Request) -> Response:
         try:
             req = APIQueryRequest.model_validate(_parse_json(await _body(request), "query"))
@@ -102,7 +103,8 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any]) -> AP
             raise ApiError(400, "free: body must be a list of selectors (non-empty lists of strings)")
         return PlainTextResponse(f"buffers freed: {store.free(selectors, int(to))}")
 
-    @router.api_route("/debug/", methods=["GET", "POST"])
+    @router.get("/debug/", operation_id="ms_debug")
+    @router.post("/debug/", operation_id="ms_debug_post")
     async def debug_dump(selector: str | None = None) -> Response:
         parts = [p for p in (selector or "").split(":") if p]
         try:
@@ -110,7 +112,8 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any]) -> AP
         except KeyError as exc:
             raise ApiError(400, f"debug: {exc.args[0]}") from None
 
-    @router.api_route("/healthcheck/", methods=["GET", "POST"])
+    @router.get("/healthcheck/", operation_id="ms_healthcheck")
+    @router.post("/healthcheck/", operation_id="ms_healthcheck_post")
     async def healthcheck(request: Request, cluster: str | None = None, node: str | None = None) -> Response:
         body = await _body(request)
         raw: Any = ({"cluster": cluster or "", "nodes": [node] if node else []} if not body.strip()

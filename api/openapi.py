@@ -25,6 +25,8 @@ def current_document() -> dict[str, Any]:
                 "main": {"db": f"{tmp}/job.db", "disable-authentication": True},
                 "archive": {"path": f"{tmp}/archive"},
                 "event-log": {"kind": "memory"},
+                "metric-store": {"checkpoints": {"directory": f"{tmp}/checkpoints"}},
+                "archiver": {"state-path": f"{tmp}/agents.db"},
             }
         )
         services = build_services(settings)

@@ -226,8 +226,10 @@ def meta_from_job(job: Mapping[str, Any], statistics: Mapping[str, Any] | None =
     }
     if job.get("partition"):
         out["partition"] = job["partition"]
+    state = job.get("jobState") or "completed"
+    # The archive schema (cc-lib) spells it out_of_memory; the job table out-of-memory.
     out.update(project=job["project"], user=job["user"], shared=job.get("shared") or "none",
-               jobState=job.get("jobState") or "completed")
+               jobState="out_of_memory" if state == "out-of-memory" else state)
     if job.get("tags"):
         out["tags"] = list(job["tags"])
     out["resources"] = [_resource_json(r) for r in job["resources"]]

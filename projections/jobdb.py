@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine
 
-from projections import jobs, nodes, schema, tags, users
+from projections import jobs, nodes, tags, users
 from projections.db import create_schema
 from projections.handlers import HandlerTable
 from streams.events import Event
+from streams.runtime import CheckpointMoved
 
 #: One table from event type to handler for the whole job database.
 HANDLERS: HandlerTable = {**jobs.HANDLERS, **tags.HANDLERS, **users.HANDLERS, **nodes.HANDLERS}
 
 
-class StaleBatch(RuntimeError):
+_READ_CHECKPOINT = "SELECT position FROM ccstream_checkpoint WHERE name = ?"
+_WRITE_CHECKPOINT = (
+    "INSERT INTO ccstream_checkpoint (name, position) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+)
+
+
+class StaleBatch(CheckpointMoved):
     """A batch read against a checkpoint the database no longer has; the runner re-reads and retries."""
 
 
@@ -35,9 +42,8 @@ class JobDatabaseProjection:
             return self._stored_checkpoint(conn)
 
     def _stored_checkpoint(self, conn: Connection) -> int:
-        value = conn.execute(
-            select(schema.checkpoint.c.position).where(schema.checkpoint.c.name == self.name)
-        ).scalar()
+        # Plain SQL: this runs in every batch's transaction, and building the statement costs more than it.
+        value = conn.exec_driver_sql(_READ_CHECKPOINT, (self.name,)).scalar()
         return int(value or 0)
 
     def apply(self, events: Sequence[Event]) -> None:
@@ -57,6 +63,4 @@ class JobDatabaseProjection:
                 handler = self.handlers.get(event.type)
                 if handler is not None:
                     handler(conn, event)
-            position = events[-1].position or 0
-            stmt = sqlite_insert(schema.checkpoint).values(name=self.name, position=position)
-            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"position": position}))
+            conn.exec_driver_sql(_WRITE_CHECKPOINT, (self.name, events[-1].position or 0))

@@ -112,12 +112,32 @@ def used_nodes(conn: Connection, before: int) -> dict[str, list[str]]:
     return {cluster: sorted(names) for cluster, names in sorted(hosts.items())}
 
 
+def hosts_awaiting_archive(conn: Connection, cluster: str) -> set[str]:
+    """Hosts of jobs whose metrics are still needed: running, or stopped and not archived yet.
+
+    cc-backend's monitoring status 1 means exactly that ("running or archiving").
+    """
+    stmt = select(job.c.resources).where(and_(job.c.monitoring_status == 1, job.c.cluster == cluster))
+    hosts: set[str] = set()
+    for (resources,) in conn.execute(stmt):
+        hosts.update(r["hostname"] for r in orjson.loads(resources))
+    return hosts
+
+
 def jobs_started_before(conn: Connection, ts: int, omit_tagged: bool) -> list[RowMapping]:
     """Jobs that started before `ts` (for delete_job_before), optionally without tagged ones."""
     stmt = select(job.c.id, job.c.cluster, job.c.job_id, job.c.start_time).where(job.c.start_time < ts)
     if omit_tagged:
         stmt = stmt.where(~exists().where(schema.jobtag.c.job_id == job.c.id))
     return list(conn.execute(stmt).mappings())
+
+
+def tagged_job_keys(conn: Connection, before: int) -> list[tuple[str, int, int]]:
+    """(cluster, jobId, startTime) of the tagged jobs that started before `before` (retention's omit-tagged)."""
+    stmt = select(job.c.cluster, job.c.job_id, job.c.start_time).where(
+        and_(job.c.start_time < before, exists().where(schema.jobtag.c.job_id == job.c.id))
+    )
+    return [(c, int(j), int(s)) for c, j, s in conn.execute(stmt)]
 
 
 def users(conn: Connection, not_just_user: bool = False) -> list[RowMapping]:

@@ -20,6 +20,9 @@ from sqlalchemy import (
 #: cc-backend's migration version this layout corresponds to.
 SCHEMA_VERSION = 11
 
+# One index beyond cc-backend's: jobs_jobstate_starttime. `GET /api/jobs/?state=running` without a
+# cluster lists newest start first; without it SQLite sorts every running job (760 ms with 100,000
+# running of 1,000,000 jobs, 0.2 ms with it).
 DDL = """
 CREATE TABLE IF NOT EXISTS schema_migrations (version uint64, dirty bool);
 CREATE UNIQUE INDEX IF NOT EXISTS version_unique ON schema_migrations (version);
@@ -141,6 +144,7 @@ CREATE INDEX IF NOT EXISTS jobs_project_starttime_duration ON job (project, star
 CREATE INDEX IF NOT EXISTS jobs_jobstate_project ON job (job_state, project);
 CREATE INDEX IF NOT EXISTS jobs_jobstate_user ON job (job_state, hpc_user);
 CREATE INDEX IF NOT EXISTS jobs_jobstate_duration_starttime ON job (job_state, duration, start_time);
+CREATE INDEX IF NOT EXISTS jobs_jobstate_starttime ON job (job_state, start_time);
 CREATE INDEX IF NOT EXISTS jobs_arrayjobid ON job (array_job_id);
 CREATE INDEX IF NOT EXISTS jobs_cluster_numhwthreads ON job (cluster, num_hwthreads);
 CREATE INDEX IF NOT EXISTS jobs_cluster_numacc ON job (cluster, num_acc);
@@ -158,6 +162,7 @@ CREATE INDEX IF NOT EXISTS nodestates_nodeid_state ON node_state (node_id, node_
 CREATE INDEX IF NOT EXISTS nodestates_nodeid_health ON node_state (node_id, health_state);
 CREATE INDEX IF NOT EXISTS nodestates_nodeid_timestamp ON node_state (node_id, time_stamp DESC);
 CREATE INDEX IF NOT EXISTS parked_stop_job ON ccstream_parked_stop (cluster, job_id);
+CREATE INDEX IF NOT EXISTS ccstream_jobs_monitoring ON job (monitoring_status, cluster);
 """
 
 metadata = MetaData()

@@ -115,8 +115,7 @@ def _summary(result: Rebuilt) -> str:
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> None:
     """Rebuild into new files and swap them in, or with --until write the past state to --output."""
-    from replay.rebuild import RebuildError, rebuild_live, rebuild_until
-    from replay.until import parse_until
+    from replay.rebuild import RebuildError, parse_until, rebuild_live, rebuild_until
 
     models = _models(args.models)
     if args.until is None and args.output:

@@ -114,10 +114,11 @@ def compare(
 ) -> Comparison:
     """Every difference between two databases, merging each table's rows in key order."""
     result = Comparison()
-    for table in sorted(set(tables(live)) | set(tables(rebuilt))):
-        spec = spec_for(live if table in tables(live) else rebuilt, table, specs)
-        left = canonical_rows(live, table, spec) if table in tables(live) else iter(())
-        right = canonical_rows(rebuilt, table, spec) if table in tables(rebuilt) else iter(())
+    in_live, in_rebuilt = set(tables(live)), set(tables(rebuilt))
+    for table in sorted(in_live | in_rebuilt):
+        spec = spec_for(live if table in in_live else rebuilt, table, specs)
+        left = canonical_rows(live, table, spec) if table in in_live else iter(())
+        right = canonical_rows(rebuilt, table, spec) if table in in_rebuilt else iter(())
         found = 0
         rows = 0
         for diff in _merge(table, spec, left, right):

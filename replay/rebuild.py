@@ -12,15 +12,17 @@ guard (`JobDatabaseProjection.apply`).
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from replay.registry import ReadModel
-from replay.until import Until
 from streams.log import EventLog, StoredEvent
 
 #: Events per read and per transaction of a rebuild.
@@ -28,6 +30,50 @@ PAGE = 20_000
 
 #: Called with (events loaded so far, events to load in total).
 Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Until:
+    """Replay up to and including `position`, or every event recorded at or before `time` (unix seconds)."""
+
+    position: int | None = None
+    time: float | None = None
+
+    def describe(self) -> str:
+        if self.position is not None:
+            return f"position {self.position}"
+        assert self.time is not None
+        return f"{datetime.fromtimestamp(self.time, UTC).isoformat()} (@{self.time:.3f})"
+
+
+def parse_until(text: str) -> Until:
+    """A plain integer is a log position; `@<unix seconds>`, a decimal fraction or ISO 8601 is a time.
+
+    Times compare with the log's `recorded_at`, when an event was stored, not when it happened at the
+    source: that is what makes the result "the read model as it stood then". ISO 8601 without an offset
+    is taken as UTC.
+    """
+    value = text.strip()
+    if value.isdigit():
+        return Until(position=int(value))
+    number = value[1:] if value.startswith("@") else value
+    try:
+        seconds = float(number)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"--until {text!r}: not a time (unix seconds are finite and not negative)")
+        return Until(time=seconds)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        raise ValueError(
+            f"--until {text!r}: expected a position (integer), @<unix seconds>, or an ISO 8601 time"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return Until(time=moment.timestamp())
 
 
 class RebuildError(RuntimeError):
@@ -168,7 +214,7 @@ class Rebuilt:
 
 def rebuild_live(log: EventLog, model: ReadModel, live: Path, progress: Progress | None = None) -> Rebuilt:
     """Rebuild a read model from position 0 and swap it in; the running server carries on from it."""
-    scratch = live.with_name(f"{live.name}.rebuild")
+    scratch = live.with_name(f"{live.name}.rebuild-{os.getpid()}")  # two rebuilds must not share one
     try:
         started = time.perf_counter()
         events = load(log, model, scratch, progress=progress, page_size=page_size_of(live))

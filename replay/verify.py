@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from replay.dump import Comparison, compare
-from replay.rebuild import Progress, RebuildError, load
+from replay.rebuild import Progress, RebuildError, Until, load
 from replay.registry import ReadModel
-from replay.until import Until
 from streams.log import EventLog
 
 

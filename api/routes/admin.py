@@ -20,7 +20,13 @@ def build_router(admin_auth: Any) -> APIRouter:
     async def status(request: Request) -> JSON:
         """Log head and, per agent, checkpoint, lag and the last failure."""
         services = services_of(request)
-        return JSON({"log": {"head": services.log.head()}, "agents": [asdict(services.runner.status())]})
+        runners = [services.runner] + ([services.archiver] if services.archiver is not None else [])
+        body: dict[str, Any] = {"log": {"head": services.log.head()}, "agents": [asdict(r.status()) for r in runners]}
+        if services.agent_state is not None:
+            body["archiverPending"] = len(services.agent_state.pending("archiver"))
+        if services.metric_store is not None:
+            body["metricStore"] = services.metric_store.stats()
+        return JSON(body)
 
     @router.get("/api/admin/parked-stops")
     async def parked_stops(request: Request) -> JSON:

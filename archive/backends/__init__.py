@@ -2,6 +2,7 @@
 
 from archive.backends.factory import open_archive, open_location
 from archive.backends.file import FileArchive
+from archive.backends.ops import transfer_job
 from archive.backends.protocol import ArchiveBackend, ArchiveEntry, ArchiveError, CorruptEntry, JobNotFound
 from archive.backends.sqlite import SQLiteArchive
 from archive.paths import InvalidName, JobKey
@@ -18,4 +19,5 @@ __all__ = [
     "SQLiteArchive",
     "open_archive",
     "open_location",
+    "transfer_job",
 ]

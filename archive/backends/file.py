@@ -41,9 +41,11 @@ class FileArchive:
 
     kind = "file"
 
-    def __init__(self, root: str | Path, *, readers: int = 4) -> None:
+    def __init__(self, root: str | Path, *, readers: int = 4, durable: bool = True) -> None:
         self.root = Path(root)
         self.readers = readers
+        #: False for bulk writers that call os.sync() once at the end instead of fsync per file.
+        self.durable = durable
         self._root = str(self.root)
 
     def __repr__(self) -> str:
@@ -59,8 +61,8 @@ class FileArchive:
 
     def _ensure_root(self) -> None:
         if not (self.root / VERSION_FILE).is_file():
-            ensure_dir(self.root)
-            atomic_write(self.root / VERSION_FILE, f"{VERSION}\n".encode())
+            ensure_dir(self.root, durable=self.durable)
+            atomic_write(self.root / VERSION_FILE, f"{VERSION}\n".encode(), durable=self.durable)
 
     def clusters(self) -> list[str]:
         return [c for c in sorted_subdirs(str(self.root)) if (self.root / c / CLUSTER_FILE).is_file()]
@@ -75,8 +77,8 @@ class FileArchive:
     def store_cluster(self, cluster: Mapping[str, Any]) -> None:
         name = check_name(cluster.get("name"), "cluster name")
         self._ensure_root()
-        ensure_dir(self.root / name)
-        atomic_write(self.root / name / CLUSTER_FILE, encode_json(cluster))
+        ensure_dir(self.root / name, durable=self.durable)
+        atomic_write(self.root / name / CLUSTER_FILE, encode_json(cluster), durable=self.durable)
 
     # -- jobs --------------------------------------------------------------------------------------
 
@@ -97,11 +99,11 @@ class FileArchive:
         key = key_for_store(meta)
         directory = self.root / key.directory()
         self._ensure_root()
-        ensure_dir(directory)
+        ensure_dir(directory, durable=self.durable)
         raw, gzipped = encode_data(data)
-        atomic_write(directory / (DATA_GZ_FILE if gzipped else DATA_FILE), raw)
+        atomic_write(directory / (DATA_GZ_FILE if gzipped else DATA_FILE), raw, durable=self.durable)
         remove_file(directory / (DATA_FILE if gzipped else DATA_GZ_FILE))  # readers prefer .gz: drop the stale one
-        atomic_write(directory / META_FILE, encode_json(meta))
+        atomic_write(directory / META_FILE, encode_json(meta), durable=self.durable)
         return key.directory()
 
     def store_meta(self, meta: Mapping[str, Any]) -> str:
@@ -109,7 +111,7 @@ class FileArchive:
         directory = self.root / key.directory()
         if not (directory / META_FILE).is_file():
             raise JobNotFound(f"{directory}: no such job")
-        atomic_write(directory / META_FILE, encode_json(meta))
+        atomic_write(directory / META_FILE, encode_json(meta), durable=self.durable)
         return key.directory()
 
     def exists(self, cluster: str, job_id: int, start_time: int) -> bool:
@@ -137,7 +139,7 @@ class FileArchive:
         raw = read_bytes(plain)
         if raw is None:
             return False
-        atomic_write(directory / DATA_GZ_FILE, gzip_bytes(raw))
+        atomic_write(directory / DATA_GZ_FILE, gzip_bytes(raw), durable=self.durable)
         remove_file(plain)
         return True
 

@@ -25,7 +25,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def ensure_dir(directory: Path) -> None:
+def ensure_dir(directory: Path, *, durable: bool = True) -> None:
     """Create a directory and its missing parents, syncing each parent so the new entries survive a crash."""
     missing: list[Path] = []
     current = directory
@@ -35,25 +35,32 @@ def ensure_dir(directory: Path) -> None:
     for path in reversed(missing):
         with contextlib.suppress(FileExistsError):  # another writer made it meanwhile
             path.mkdir(mode=0o755)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically and durably; on failure the old file is untouched."""
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` atomically and durably; on failure the old file is untouched.
+
+    `durable=False` keeps the atomic rename but leaves syncing to the caller (bulk writers that sync
+    once at the end, like the simulator's backfill).
+    """
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; archive files are read by other tools
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def remove_file(path: Path) -> bool:

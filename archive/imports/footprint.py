@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from archive.stats import job_statistics
+
 #: The four metrics cc-backend's job table had as columns before footprints were configurable
 #: (schema migration 8 turned them into the footprint). Clusters whose cluster.json names no
 #: footprint metrics (emmy in the reference archive) get these, so their jobs still have one.
@@ -74,26 +76,9 @@ def energy(
 
 
 def statistics_from_data(data: Mapping[str, Any], num_nodes: int) -> dict[str, Any]:
-    """Per-metric statistics from data.json's node-scope series, as cc-backend's archiver computes them.
+    """Per-metric statistics from data.json, for archives whose meta.json lacks them.
 
-    Used only for archives whose meta.json lacks statistics: avg is the mean of the node averages
-    (rounded to 2 digits), min and max the extremes over all nodes.
+    The archiver's own computation (`archive.stats.job_statistics`, cc-backend's rules), so an
+    imported job and a freshly archived one get the same numbers.
     """
-    out: dict[str, Any] = {}
-    for metric, scopes in data.items():
-        node = scopes.get("node") if isinstance(scopes, Mapping) else None
-        if not isinstance(node, Mapping):
-            continue
-        stats = [s.get("statistics") or {} for s in node.get("series") or () if isinstance(s, Mapping)]
-        avgs = [v for v in (_number(s.get("avg")) for s in stats) if v is not None]
-        mins = [v for v in (_number(s.get("min")) for s in stats) if v is not None]
-        maxs = [v for v in (_number(s.get("max")) for s in stats) if v is not None]
-        if not avgs:
-            continue
-        out[metric] = {
-            "unit": node.get("unit") or {"base": ""},
-            "avg": round(sum(avgs) / max(num_nodes, 1), 2),
-            "min": min(mins) if mins else 0.0,
-            "max": max(maxs) if maxs else 0.0,
-        }
-    return out
+    return job_statistics(data, num_nodes)

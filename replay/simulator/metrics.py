@@ -69,8 +69,12 @@ class NodeAgents:
 
     def node_values(self, at: int, jobs: list[SimJob], host: str) -> dict[str, float]:
         """Node-level value of every metric on one host, computed per job rather than per thread."""
-        m = self.machine
         rng = self._rng(at, host)
+        return {k: v * (1 + rng.gauss(0, 0.03)) for k, v in self.base_node_values(at, jobs, host).items()}
+
+    def base_node_values(self, at: int, jobs: list[SimJob], host: str) -> dict[str, float]:
+        """Node-level values without measurement noise."""
+        m = self.machine
         threads = max(m.threads_per_node, 1)
         idle_threads = threads - sum(len(j.hwthreads.get(host, ())) for j in jobs)
         activity = idle_threads * IDLE_NODE[0]
@@ -106,7 +110,7 @@ class NodeAgents:
             values["acc_utilization"] = sum(util.values()) / len(util)
             values["acc_mem_used"] = sum(2 + 0.4 * u for u in util.values())
             values["acc_power"] = sum(55 + 3 * u for u in util.values())
-        return {k: max(v, 0.0) * (1 + rng.gauss(0, 0.03)) for k, v in values.items() if k in self.metrics}
+        return {k: max(v, 0.0) for k, v in values.items() if k in self.metrics}
 
     @staticmethod
     def _jobs_by_host(running: Iterable[SimJob]) -> dict[str, list[SimJob]]:

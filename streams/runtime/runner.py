@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,6 +21,13 @@ from streams.events.upcasters import upcast
 from streams.log import EventLog
 
 log = logging.getLogger(__name__)
+
+
+class CheckpointMoved(RuntimeError):
+    """The agent's stored checkpoint is not where the runner thought (a read model was swapped in).
+
+    Raised by `apply`; the runner re-reads the checkpoint and carries on from there, no failure counted.
+    """
 
 
 class CheckpointedAgent(Protocol):
@@ -73,9 +80,12 @@ class AgentRunner:
         *,
         batch_size: int = 2000,
         max_backoff: float = 30.0,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self.log = log_
         self.agent = agent
+        #: Called by the thread whenever it has caught up (e.g. the archiver's retries that fall due).
+        self.on_idle = on_idle
         self.batch_size = batch_size
         self.max_backoff = max_backoff
         self._position = agent.checkpoint()
@@ -118,13 +128,21 @@ class AgentRunner:
     def _run(self) -> None:
         while not self._stop.is_set():
             if not self.step():
+                if self.on_idle is not None:
+                    self._run_idle_hook()
                 # Short waits keep stop() prompt; an idle runner wakes ten times a second.
                 self.log.wait(self._position, 0.1)
 
+    def _run_idle_hook(self) -> None:
+        assert self.on_idle is not None
+        try:
+            self.on_idle()
+        except Exception as exc:  # reported like a failing batch; the loop goes on
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("idle work of agent %s failed", self.agent.name)
+
     def step(self) -> bool:
         """Apply one batch; False when there was nothing to do."""
-        # The stored checkpoint is the truth: a read model swapped in by `replay rebuild` may be behind.
-        self._position = self.agent.checkpoint()
         size = 1 if self._position < self._narrow_until else self.batch_size
         events = self.log.read(self._position, size)
         if not events:
@@ -132,6 +150,10 @@ class AgentRunner:
         batch = [upcast_event(e) for e in events]
         try:
             self.agent.apply(batch)
+        except CheckpointMoved:
+            # `replay rebuild` swapped the read model: its stored checkpoint is the truth now.
+            self._position = self.agent.checkpoint()
+            return True
         except Exception as exc:
             self._record_failure(batch, exc)
             return not self._stop.is_set()

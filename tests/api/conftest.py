@@ -160,6 +160,9 @@ class AppFactory:
             "main": {"db": str(self._tmp_path / "job.db")},
             "archive": {"kind": "file", "path": str(self._archive_root)},
             "event-log": {"kind": "sqlite", "path": str(self._tmp_path / "events.db")},
+            "metric-store": {"checkpoints": {"directory": str(self._tmp_path / "checkpoints")},
+                             "cleanup": {"mode": "delete", "directory": str(self._tmp_path / "metrics-archive")}},
+            "archiver": {"state-path": str(self._tmp_path / "agents.db")},
         }
         settings = Settings.model_validate(_deep_merge(base, config or {}))
         client = TestClient(create_app(build_services(settings)), client=client_addr)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
-from archive.backends import ArchiveBackend, ArchiveError, InvalidName, JobKey, JobNotFound
+from archive.backends import ArchiveBackend, ArchiveError, InvalidName, JobKey, JobNotFound, SQLiteArchive, transfer_job
 from tests.archive.conftest import big_data, small_data, small_job
 
 FRITZ = {"name": "fritz", "metricConfig": [], "subClusters": []}
@@ -147,3 +148,13 @@ def test_bad_job_identity_is_rejected(backend: ArchiveBackend, job_id: object, s
 def test_invalid_name_is_an_archive_agnostic_value_error() -> None:
     assert issubclass(InvalidName, ValueError)
     assert issubclass(JobNotFound, ArchiveError)
+
+
+def test_transfer_moves_a_job_to_another_archive(backend: ArchiveBackend, tmp_path: Path) -> None:
+    backend.store_job(small_job(), big_data())
+    target = SQLiteArchive(tmp_path / "retired.db")
+    key = JobKey("fritz", 398764, 1675954353)
+    assert transfer_job(backend, target, key, move=True) == key.directory()
+    assert not backend.exists(*key)
+    assert target.load_meta(*key) == small_job() and target.load_data(*key) == big_data()
+    target.close()

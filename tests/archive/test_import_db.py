@@ -57,7 +57,8 @@ def test_job_facts_are_kept(imported: Engine) -> None:
     with imported.connect() as conn:
         job = queries.find_job(conn, 345)
     assert job is not None
-    assert (job["job_state"], job["duration"], job["walltime"], job["monitoring_status"]) == ("completed", 208, 86340, 3)
+    facts = (job["job_state"], job["duration"], job["walltime"], job["monitoring_status"])
+    assert facts == ("completed", 208, 86340, 3)
     assert (job["energy"], job["smt"], job["num_hwthreads"], job["shared"]) == (55.38, 0, 72, "none")
     assert orjson.loads(job["energy_footprint"]) == {"cpu_power": 52.85, "mem_power": 2.53}
     assert orjson.loads(job["footprint"]) == {
@@ -71,7 +72,8 @@ def test_tags_with_their_scope(imported: Engine) -> None:
         tags = queries.tags_of(conn, [1, 317, 525])
     simple = {job: sorted((t["type"], t["name"], t["scope"]) for t in ts) for job, ts in tags.items()}
     assert simple == {
-        1: [("testtype", "testtag_1766478865138821000", "global"), ("testtype", "testtag_1766564387168131000", "global")],
+        1: [("testtype", "testtag_1766478865138821000", "global"),
+            ("testtype", "testtag_1766564387168131000", "global")],
         317: [("app", "vasp", "global")],
         525: [("app", "python", "demo")],
     }
@@ -140,7 +142,7 @@ def test_uncommitted_cached_jobs_are_imported_without_their_cache_id(
                      " 0, 3600, 'running', '[{\"hostname\": \"f0001\"}]', 1, 'none')")
         conn.execute(f"INSERT INTO job_cache (id, {columns}) SELECT 2, {columns} FROM job WHERE id = 345")
     report = import_database(db_copy, log)
-    assert report.imported == 545 and report.unchanged == 1
+    assert (report.seen, report.imported) == (545, 545)  # the cached copy of job 345 is not read again
     engine = project(log, tmp_path / "job.db")
     with engine.connect() as conn:
         cached = queries.find_job_by_key(conn, "fritz", 777, 1700000000)

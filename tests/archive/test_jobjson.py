@@ -90,8 +90,7 @@ def test_statistics_come_from_data_when_meta_has_none() -> None:
     data = REFERENCE.load_data("emmy", 1404397, 1609300556)
     job = events_from_meta(meta, data=data)
     stats = job.events[2].data["statistics"]
-    # ipc's series carry no statistics in this job: it gets none.
-    assert set(stats) == set(data) - {"ipc"}
+    assert set(stats) == set(data)
     series = data["mem_used"]["node"]["series"]
     assert stats["mem_used"]["max"] == max(s["statistics"]["max"] for s in series)
     assert stats["mem_used"]["avg"] == round(sum(s["statistics"]["avg"] for s in series) / 32, 2)

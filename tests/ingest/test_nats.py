@@ -29,6 +29,8 @@ def settings_for(tmp_path: Path, archive: Path, url: str, mode: str, **jetstream
                  "api-subjects": {"subject-job-event": JOBS, "subject-node-state": NODES}},
         "archive": {"kind": "file", "path": str(archive)},
         "event-log": {"kind": "sqlite", "path": str(tmp_path / "events.db")},
+        "metric-store": {"checkpoints": {"directory": str(tmp_path / "checkpoints")}},
+        "archiver": {"state-path": str(tmp_path / "agents.db")},
         "nats": {"address": url, "mode": mode, "dead-letter-path": str(tmp_path / "rejected.db"),
                  "reconnect-wait": 0.1, "max-reconnect-wait": 0.5,
                  "jetstream": {"stream": f"T{int(time.time() * 1e6)}", "ack-wait": 2, **jetstream}},

@@ -10,9 +10,8 @@ import pytest
 
 from projections.db import writer_engine
 from projections.jobdb import JobDatabaseProjection
-from replay.rebuild import RebuildError, rebuild_until
+from replay.rebuild import RebuildError, Until, parse_until, rebuild_until
 from replay.registry import ReadModel
-from replay.until import Until, parse_until
 from streams.events import job_subject
 from streams.log import SQLiteEventLog
 from streams.runtime.runner import upcast_event

@@ -1,0 +1,177 @@
+"""The archiver agent: a stopped job's metrics go into the job archive before the metric store forgets them.
+
+For every `job.stopped` it folds the job's events (start, tags and metadata edited while it ran, stop),
+loads the job's series from the metric store, computes statistics, footprint and energy, writes
+meta.json and data.json, and reports `job.archived` with those facts, which the job projection
+records. A failure is reported as `job.archiving_failed` and retried with back-off up to a limit.
+Output event ids derive from the stop event, so a crash anywhere only ever repeats idempotent work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from archive.agentstate import AgentStateStore, Pending
+from archive.backends.protocol import ArchiveBackend
+from archive.jobjson import job_from_events, meta_from_job
+from archive.stats import energy, footprint, job_statistics, missing_metrics
+from metricstore.jobdata import JobDataRequest, JobResource
+from metricstore.source import MetricSource
+from streams.events import Event, derived_event_id, new_event
+from streams.log import EventLog
+
+log = logging.getLogger(__name__)
+
+AGENT = "archiver"
+SOURCE = "agent:archiver"
+
+
+class MetricConfigs(Protocol):
+    """What the archiver needs to know of clusters (see streams.clusters.ClusterRegistry)."""
+
+    def metric_config(self, cluster: str, subcluster: str | None = None) -> list[dict[str, Any]]: ...
+
+
+def scopes_for(job: Mapping[str, Any]) -> tuple[str, ...]:
+    """cc-backend's archive scopes: node; core for jobs of up to 8 nodes; accelerator when it has any."""
+    scopes = ["node"]
+    if int(job.get("numNodes") or 0) <= 8:
+        scopes.append("core")
+    if int(job.get("numAcc") or 0) > 0:
+        scopes.append("accelerator")
+    return tuple(scopes)
+
+
+def data_request(job: Mapping[str, Any]) -> JobDataRequest:
+    """The metric store query for a whole job."""
+    resources = tuple(
+        JobResource(
+            r["hostname"],
+            tuple(r["hwthreads"]) if r.get("hwthreads") else None,
+            tuple(str(a) for a in r["accelerators"]) if r.get("accelerators") else None,
+        )
+        for r in job["resources"]
+    )
+    start = int(job["startTime"])
+    return JobDataRequest(
+        cluster=job["cluster"], resources=resources, start=start, stop=start + int(job.get("duration") or 0),
+        scopes=scopes_for(job), subcluster=job.get("subCluster") or None,
+    )
+
+
+def archive_entry(
+    job: Mapping[str, Any], data: Mapping[str, Any], metric_config: Sequence[Mapping[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """meta.json and the `job.archived` payload (without location) of a job and its data. Pure."""
+    stats = job_statistics(data, int(job.get("numNodes") or 1))
+    per_metric_energy, total_energy = energy(data, metric_config, int(job.get("duration") or 0))
+    facts = {
+        "statistics": stats,
+        "footprint": footprint(stats, metric_config),
+        "energyFootprint": per_metric_energy,
+        "energy": total_energy,
+        "missingMetrics": missing_metrics(data, [m["name"] for m in metric_config]),
+    }
+    archived = {**job, **{k: facts[k] for k in ("footprint", "energyFootprint", "energy")}, "monitoringStatus": 3}
+    return meta_from_job(archived, stats), facts
+
+
+class Archiver:
+    """A checkpointed agent over the log (see streams.runtime.AgentRunner); `retry_due` runs when idle."""
+
+    name = AGENT
+
+    def __init__(
+        self,
+        log_: EventLog,
+        archive: ArchiveBackend,
+        source: MetricSource,
+        clusters: MetricConfigs,
+        state: AgentStateStore,
+        *,
+        max_attempts: int = 5,
+        backoff: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.log = log_
+        self.archive = archive
+        self.source = source
+        self.clusters = clusters
+        self.state = state
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.clock = clock
+
+    def checkpoint(self) -> int:
+        return self.state.checkpoint(self.name)
+
+    def apply(self, events: Sequence[Event]) -> None:
+        upserts: list[Pending] = []
+        for event in events:
+            if event.type == "job.stopped":
+                pending = self._attempt(event, 1)
+                if pending is not None:
+                    upserts.append(pending)
+        self.state.commit(self.name, events[-1].position, upserts)
+
+    def retry_due(self) -> None:
+        """Try again what failed before and is due now."""
+        for pending in self.state.pending(self.name, due_before=self.clock()):
+            stop = self.log.get(pending.cause_id)
+            retry = None if stop is None else self._attempt(stop, pending.attempt + 1)
+            self.state.commit(self.name, None, [retry] if retry else [], [] if retry else [pending.subject])
+
+    # -- one job ---------------------------------------------------------------------------------
+
+    def _attempt(self, stop: Event, attempt: int) -> Pending | None:
+        """Archive the job of a stop event; returns the retry to schedule, if any."""
+        history = self.log.read_subject(stop.subject)
+        if not self._wanted(history):
+            return None
+        try:
+            payload = self._archive(history)
+        except Exception as exc:
+            return self._failed(stop, attempt, exc)
+        event = new_event("job.archived", stop.subject, payload, id=derived_event_id(SOURCE, stop.id),
+                          source=SOURCE, causation_id=stop.id)
+        self.log.append([event])
+        return None
+
+    @staticmethod
+    def _wanted(history: Sequence[Event]) -> bool:
+        started = next((e for e in history if e.type == "job.started"), None)
+        if started is None or started.source.startswith("import"):
+            return False  # imported jobs arrive archived
+        if int(started.data.get("monitoringStatus", 1)) == 0:
+            return False  # monitoring disabled for this job
+        return not any(e.type in ("job.archived", "job.deleted") for e in history)
+
+    def _archive(self, history: Sequence[Event]) -> dict[str, Any]:
+        job = job_from_events(history)
+        try:
+            config = self.clusters.metric_config(job["cluster"], job.get("subCluster") or None)
+        except KeyError:
+            config = []
+        data = self.source.load_job_data(data_request(job))
+        meta, facts = archive_entry(job, data, config)
+        location = self.archive.store_job(meta, data)
+        if facts["missingMetrics"]:
+            log.info("archived %s without data for %s", meta["jobId"], ", ".join(facts["missingMetrics"]))
+        return {**facts, "location": location}
+
+    def _failed(self, stop: Event, attempt: int, exc: Exception) -> Pending | None:
+        reason = f"{type(exc).__name__}: {exc}"
+        final = attempt >= self.max_attempts
+        event = new_event(
+            "job.archiving_failed", stop.subject, {"reason": reason[:2000], "attempt": attempt, "final": final},
+            id=derived_event_id(SOURCE, stop.id, "failed", attempt), source=SOURCE, causation_id=stop.id,
+        )
+        self.log.append([event])
+        log.warning("archiving %s failed (attempt %d of %d): %s", stop.subject, attempt, self.max_attempts, reason)
+        if final:
+            return None
+        due = self.clock() + min(self.backoff * 2 ** (attempt - 1), 3600.0)
+        return Pending(stop.subject, stop.id, attempt, due, reason)

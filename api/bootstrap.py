@@ -203,7 +203,8 @@ def build_archiver(settings: Settings, services: Services) -> None:
         services.log, services.archive, services.metric_source, services.clusters, services.agent_state,
         max_attempts=settings.archiver.max_attempts, backoff=settings.archiver.retry_backoff,
     )
-    services.archiver = AgentRunner(services.log, agent, batch_size=100, on_idle=agent.retry_due)
+    services.archiver = AgentRunner(services.log, agent, batch_size=100, on_idle=agent.retry_due,
+                                    types={"job.stopped"})
 
 
 def build_services(settings: Settings, health: NodeHealth | None = None) -> Services:

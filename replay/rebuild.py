@@ -4,9 +4,10 @@ A rebuild never writes the live file until the very end: it fills a scratch file
 bulk loader, catches it up with the log head, checks it (integrity_check, foreign keys, checkpoint ==
 head), catches up once more, and then copies it over the live file with SQLite's online backup API.
 The copy runs under the live file's write lock, so readers (WAL) see the old or the new content, never
-a mix. The running server's AgentRunner re-reads the stored checkpoint each step and carries on from
-the swapped-in position; a batch it read before the swap is reconciled by the projection's checkpoint
-guard (`JobDatabaseProjection.apply`).
+a mix. The running server's AgentRunner learns of the swap from the projection's checkpoint guard
+(`JobDatabaseProjection.apply` compares each batch with the stored checkpoint under the write lock):
+events the swapped-in file already has are skipped, and a batch that would leave a gap is refused with
+`CheckpointMoved`, upon which the runner re-reads the checkpoint and carries on from there.
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@ from archive.paths import JobKey
 
 #: Failure messages kept per report; the count stays exact, the list stays small enough to log.
 MAX_FAILURES_KEPT = 100
+_LABELS = {
+    "compressed": ("compressed", "compress"),
+    "copied": ("copied", "copy"),
+    "deleted": ("deleted", "delete"),
+    "db_deleted": ("removed from the job database", "remove from the job database"),
+}
 
 
 @dataclass
@@ -61,13 +67,11 @@ class MaintenanceReport:
 
     def summary(self) -> str:
         """One line for logs and the CLI."""
-        verb = "would " if self.dry_run else ""
         parts = [f"{self.task}: examined {self.examined}"]
-        for name in ("compressed", "copied", "deleted", "db_deleted"):
+        for name, (done, would) in _LABELS.items():
             value = getattr(self, name)
             if value:
-                label = "removed from the job database" if name == "db_deleted" else name
-                parts.append(f"{verb}{label} {value}")
+                parts.append(f"would {would} {value}" if self.dry_run else f"{done} {value}")
         if self.skipped:
             reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.skip_reasons.items()))
             parts.append(f"skipped {self.skipped} ({reasons})")

@@ -93,8 +93,9 @@ class ParquetSink:
     def add(self, key: JobKey, meta: Mapping[str, Any], data: Mapping[str, Any]) -> list[JobKey]:
         row = job_to_row(meta, data)
         size = estimate_row_size(row)
-        batch = self._batches.setdefault(key.cluster, _Batch())
-        done = self._flush(key.cluster) if batch.rows and batch.size + size > self.max_bytes else []
+        held = self._batches.get(key.cluster)
+        done = self._flush(key.cluster) if held and held.rows and held.size + size > self.max_bytes else []
+        batch = self._batches.setdefault(key.cluster, _Batch())  # after a flush: a fresh batch
         batch.rows.append(row)
         batch.keys.append(key)
         batch.size += size

@@ -51,9 +51,9 @@ def start_payload(job: SimJob, machine: Machine) -> dict[str, Any]:
     }
     if job.array_job_id:
         body["arrayJobId"] = job.array_job_id
-    accelerators = sum(len(a) for a in job.accelerators.values())
-    if accelerators:
-        body["numAcc"] = accelerators
+    num_acc = sum(len(a) for a in job.accelerators.values())
+    if num_acc:
+        body["numAcc"] = num_acc
     return body
 
 

@@ -91,8 +91,8 @@ SchedulerEvent = Started | Ended
 class Scheduler:
     """A first-come-first-served batch scheduler with backfilling of what fits, over one machine."""
 
-    def __init__(self, machine: Machine, *, seed: int, jobs_per_hour: float | None = None, first_job_id: int = 1_000_000,
-                 start: int, users: int = 40, projects: int = 12) -> None:
+    def __init__(self, machine: Machine, *, seed: int, start: int, jobs_per_hour: float | None = None,
+                 first_job_id: int = 1_000_000, users: int = 40, projects: int = 12) -> None:
         self.machine = machine
         self.rng = random.Random(seed)
         # By default about as many jobs as the machine can run, so it fills up and a queue forms.

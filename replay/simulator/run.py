@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -98,10 +99,8 @@ class Simulation:
             if end is not None and now >= end:
                 break
             wake = (min(next_metric, next_state) - target) / s.speed
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=max(0.01, min(wake, 1.0)))
-            except TimeoutError:
-                pass
         return Report(now - start, self.clock() - wall0, self.counters)
 
     async def _advance(self, until: int) -> None:

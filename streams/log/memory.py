@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from streams.events import Event
 from streams.events.codec import encode_data
@@ -46,6 +46,11 @@ class MemoryEventLog:
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
         with self._changed:
             return self._events[max(after, 0) : max(after, 0) + limit]
+
+    def read_types(self, types: Collection[str], after: int = 0, limit: int = 1000) -> list[Event]:
+        wanted = set(types)
+        with self._changed:
+            return [e for e in self._events[max(after, 0) :] if e.type in wanted][:limit]
 
     def read_stored(self, after: int = 0, limit: int = 10000) -> list[StoredEvent]:
         return [

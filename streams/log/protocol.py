@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import NamedTuple, Protocol
 
 from streams.events import Event
@@ -65,6 +65,10 @@ class EventLog(Protocol):
 
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
         """Events with position > after, in order, at most `limit`."""
+        ...
+
+    def read_types(self, types: Collection[str], after: int = 0, limit: int = 1000) -> list[Event]:
+        """Like `read`, only events of the given types (agents that care about few of them)."""
         ...
 
     def read_stored(self, after: int = 0, limit: int = 10000) -> list[StoredEvent]:

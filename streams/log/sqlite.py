@@ -15,7 +15,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS events (
     recorded_at  REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_subject ON events (subject, position);
+CREATE INDEX IF NOT EXISTS events_type ON events (type, position);
 """
 
 _COLUMNS = "position, id, type, version, subject, time, source, causation_id, data, recorded_at"
@@ -199,6 +200,15 @@ class SQLiteEventLog:
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = self._reader().execute(
             f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
+        )
+        return [_row_to_event(row) for row in rows]
+
+    def read_types(self, types: Collection[str], after: int = 0, limit: int = 1000) -> list[Event]:
+        wanted = sorted(set(types))
+        marks = ", ".join("?" for _ in wanted)
+        rows = self._reader().execute(
+            f"SELECT {_COLUMNS} FROM events WHERE type IN ({marks}) AND position > ? ORDER BY position LIMIT ?",
+            (*wanted, after, limit),
         )
         return [_row_to_event(row) for row in rows]
 

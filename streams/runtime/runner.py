@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,14 +81,18 @@ class AgentRunner:
         batch_size: int = 2000,
         max_backoff: float = 30.0,
         on_idle: Callable[[], None] | None = None,
+        types: Collection[str] | None = None,
     ) -> None:
         self.log = log_
         self.agent = agent
         #: Called by the thread whenever it has caught up (e.g. the archiver's retries that fall due).
         self.on_idle = on_idle
+        #: Only these event types are read (an index lookup), for agents that ignore everything else.
+        self.types = frozenset(types) if types else None
         self.batch_size = batch_size
         self.max_backoff = max_backoff
         self._position = agent.checkpoint()
+        self._scanned = self._position
         self._progress = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -131,7 +135,7 @@ class AgentRunner:
                 if self.on_idle is not None:
                     self._run_idle_hook()
                 # Short waits keep stop() prompt; an idle runner wakes ten times a second.
-                self.log.wait(self._position, 0.1)
+                self.log.wait(max(self._position, self._scanned), 0.1)
 
     def _run_idle_hook(self) -> None:
         assert self.on_idle is not None
@@ -144,7 +148,13 @@ class AgentRunner:
     def step(self) -> bool:
         """Apply one batch; False when there was nothing to do."""
         size = 1 if self._position < self._narrow_until else self.batch_size
-        events = self.log.read(self._position, size)
+        if self.types is None:
+            events = self.log.read(self._position, size)
+        else:
+            head = self.log.head()
+            events = self.log.read_types(self.types, self._position, size)
+            if not events:
+                self._scanned = head
         if not events:
             return False
         batch = [upcast_event(e) for e in events]
@@ -227,7 +237,7 @@ class AgentRunner:
             name=self.agent.name,
             checkpoint=self._position,
             head=head,
-            lag=max(head - self._position, 0),
+            lag=max(head - max(self._position, self._scanned), 0),
             running=self._thread is not None and self._thread.is_alive(),
             failures=self._failures,
             last_error=self._last_error,

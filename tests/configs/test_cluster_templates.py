@@ -31,7 +31,8 @@ def validator() -> Draft202012Validator:
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
 def test_template_validates_against_cc_backend_schema(path: Path) -> None:
-    errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator().iter_errors(json.loads(path.read_text()))]
+    document = json.loads(path.read_text())
+    errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator().iter_errors(document)]
     assert errors == []
 
 

@@ -188,3 +188,11 @@ def test_read_stored_is_read_with_payloads_left_encoded(log: EventLog) -> None:
     assert all(isinstance(s.data, bytes) for s in stored)
     assert [s.event() for s in stored] == log.read(after=1, limit=3)
     assert log.read_stored(after=5) == []
+
+
+def test_read_types_returns_only_those_types_in_order(log: EventLog) -> None:
+    log.append([ev(type_="job.deleted"), ev(type_="job.tag_added"), ev(type_="job.deleted"), ev(type_="user.deleted")])
+    assert [e.position for e in log.read_types({"job.deleted", "user.deleted"})] == [1, 3, 4]
+    assert [e.position for e in log.read_types({"job.deleted"}, after=1)] == [3]
+    assert [e.position for e in log.read_types({"job.deleted", "user.deleted"}, limit=2)] == [1, 3]
+    assert log.read_types({"nothing"}) == []

@@ -115,3 +115,16 @@ def test_wait_for_times_out() -> None:
     started = time.monotonic()
     assert not runner.wait_for(1, timeout=0.05)
     assert time.monotonic() - started < 2
+
+
+def test_type_filtered_runner_sees_only_its_types_and_reports_no_false_lag() -> None:
+    log = MemoryEventLog()
+    fill(log, 3)
+    log.append([new_event("job.stopped", "job/c/9/1", {"jobState": "completed", "stopTime": 2, "duration": 1})])
+    fill(log, 2)
+    agent = Recorder()
+    runner = AgentRunner(log, agent, types={"job.stopped"})
+    runner.run_until_caught_up()
+    runner.step()  # nothing more of its type: scanned up to the head
+    assert agent.applied == [4]
+    assert runner.status().lag == 0

@@ -48,8 +48,8 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     app.include_router(nodes.build_router(api_auth))
     app.include_router(rejected.build_router(admin_auth))
     if services.metric_store is not None:
-        # cc-backend embeds cc-metric-store's API at the same paths; collectors need any valid token.
-        app.include_router(build_metricstore_router(services.metric_store, services.auth.dependency("api", "admin")))
+        # cc-backend embeds cc-metric-store's API at the same paths, behind the `api` role like the job routes.
+        app.include_router(build_metricstore_router(services.metric_store, api_auth))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

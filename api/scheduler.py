@@ -32,7 +32,7 @@ COMPRESSION_JOB = "archive-compression"
 RETENTION_JOB = "archive-retention"
 #: Hour (local time) of the nightly compression, as cc-backend's compression service.
 COMPRESSION_HOUR = 5
-#: A run missed while the server was down still happens within an hour of starting, once, never stacked.
+#: A run delayed (busy worker, suspended host) still happens up to an hour late; piled-up runs become one.
 _OPTIONS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
 
 

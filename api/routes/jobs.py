@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
+from api import jobdata
 from api.errors import ApiError
 from api.jobjson import job_json
 from api.responses import JSON
@@ -13,6 +14,7 @@ from api.routes.common import (
     full_job_json,
     job_by_id,
     job_by_subject,
+    json_body,
     parse_bool,
     parse_int,
     reject_unknown_params,
@@ -88,29 +90,42 @@ def build_router(api_auth: Any) -> APIRouter:
         jobs = [job_json(r, tags.get(int(r["id"])), with_metadata=with_meta) for r in rows]
         return JSON({"jobs": jobs, "items": len(jobs), "page": page})
 
+    @router.get("/api/jobs/metrics/{db_id}")
+    async def job_metrics(db_id: str, request: Request) -> JSON:
+        """Selected metrics (`metric`, repeatable) at selected scopes (`scope`), cc-backend's shape."""
+        reject_unknown_params(request, {"metric", "scope"})
+        services = services_of(request)
+        row = job_by_id(services, parse_int(db_id, "job id"))
+        metrics = request.query_params.getlist("metric") or None
+        scopes = request.query_params.getlist("scope") or ["node"]
+        try:
+            data = jobdata.load(services, row, metrics, scopes)
+        except ApiError as exc:
+            if exc.status == 400:
+                raise
+            return JSON({"data": None, "error": {"message": exc.message}})
+        return JSON({"data": {"jobMetrics": jobdata.with_names(data)}, "error": None})
+
     @router.get("/api/jobs/{db_id}")
     async def get_job(db_id: str, request: Request) -> JSON:
-        """A job's metadata by database id."""
+        """A job's metadata by database id; with `all-metrics=true` all its metrics at node scope."""
         reject_unknown_params(request, {"all-metrics"})
-        parse_bool(request.query_params.get("all-metrics"), "all-metrics")
-        row = job_by_id(services_of(request), parse_int(db_id, "job id"))
-        return JSON({"meta": full_job_json(services_of(request), row), "data": None})
+        all_metrics = parse_bool(request.query_params.get("all-metrics"), "all-metrics")
+        services = services_of(request)
+        row = job_by_id(services, parse_int(db_id, "job id"))
+        data = jobdata.with_names(jobdata.load(services, row, None, ["node"])) if all_metrics else None
+        return JSON({"meta": full_job_json(services, row), "data": data})
 
     @router.post("/api/jobs/{db_id}")
     async def get_job_metrics(db_id: str, request: Request) -> JSON:
-        """A job's metadata by database id (metric names in the body select metric data)."""
-        row = job_by_id(services_of(request), parse_int(db_id, "job id"))
-        body = await request.body()
-        if body.strip():
-            import orjson
-
-            try:
-                names = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise ApiError(400, f"parsing request body failed: {exc}") from None
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise ApiError(400, "parsing request body failed: expected an array of metric names")
-        return JSON({"meta": full_job_json(services_of(request), row), "data": None})
+        """A job's metadata by database id with the metrics named in the body (an array of names)."""
+        services = services_of(request)
+        row = job_by_id(services, parse_int(db_id, "job id"))
+        names = await json_body(request)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ApiError(400, "parsing request body failed: expected an array of metric names")
+        data = jobdata.load(services, row, names, ["node"])
+        return JSON({"meta": full_job_json(services, row), "data": jobdata.with_names(data)})
 
     return router
 

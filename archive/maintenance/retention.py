@@ -17,8 +17,7 @@ from archive.maintenance.policy import PolicyError, RetentionPolicy
 from archive.maintenance.report import MaintenanceReport
 from archive.maintenance.sinks import JsonSink, ParquetSink, Sink
 from archive.maintenance.targets import (
-    FileLocation,
-    S3Location,
+    Location,
     open_location,
     open_target_archive,
     read_marker,
@@ -131,7 +130,7 @@ def retire_jobs(
     try:
         lower = read_marker(location) if location is not None and policy.policy == "copy" else 0
         run = _Run(source, policy, events, report, now, batch_size)
-        sink = None if dry_run or location is None else _open_sink(source, policy, location, report, now)
+        sink = None if dry_run or location is None else _open_sink(run, location)
         try:
             _walk(run, sink, before, lower, skip)
         finally:
@@ -144,17 +143,16 @@ def retire_jobs(
             # Failed jobs are retried next time: the marker stops at the oldest of them.
             write_marker(location, before if run.first_failed_start is None else run.first_failed_start)
     finally:
-        if isinstance(location, S3Location):
+        if location is not None:
             location.close()
     report.finish().log_to(log)
     return report
 
 
-def _open_sink(source: ArchiveBackend, policy: RetentionPolicy, location: FileLocation | S3Location,
-               report: MaintenanceReport, now: float) -> Sink:
-    if policy.format == "parquet":
-        return ParquetSink(source, location, policy.max_file_bytes, report, now=now)
-    return JsonSink(source, open_target_archive(policy))
+def _open_sink(run: _Run, location: Location) -> Sink:
+    if run.policy.format == "parquet":
+        return ParquetSink(run.source, location, run.policy.max_file_bytes, run.report, now=run.now, fail=run.fail)
+    return JsonSink(run.source, open_target_archive(run.policy))
 
 
 def _walk(run: _Run, sink: Sink | None, before: int, lower: int, skip: set[JobKey]) -> None:

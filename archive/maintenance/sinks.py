@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,12 +80,14 @@ class ParquetSink:
 
     def __init__(
         self, source: ArchiveBackend, location: Location, max_bytes: int, report: MaintenanceReport,
-        *, now: float | None = None,
+        *, now: float | None = None, fail: Callable[[JobKey, object], None] | None = None,
     ) -> None:
         self.source = source
         self.location = location
         self.max_bytes = max_bytes
         self.report = report
+        #: Called per job of a file that could not be written (the retention run tracks them for its marker).
+        self.fail = fail or report.fail
         self.date = time.strftime("%Y-%m-%d", time.localtime(now))
         self._batches: dict[str, _Batch] = {}
         self._counters: dict[str, int] = {}
@@ -125,7 +127,7 @@ class ParquetSink:
             self._verify(name, raw, batch.keys)
         except Exception as exc:  # any failure of this file: its jobs stay in the source, the run goes on
             for key in batch.keys:
-                self.report.fail(key, f"Parquet file {name}: {exc}")
+                self.fail(key, f"Parquet file {name}: {exc}")
             return []
         self.report.files.append(name)
         log.info("retention: wrote %s (%d jobs, %d bytes)", name, len(batch.keys), len(raw))

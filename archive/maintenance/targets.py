@@ -8,19 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
 from archive.backends.factory import open_archive
 from archive.backends.fsutil import atomic_write, ensure_dir, read_bytes
-from archive.backends.protocol import ArchiveBackend, ArchiveError
+from archive.backends.protocol import ArchiveBackend
 from archive.maintenance.policy import RetentionPolicy
 from archive.paths import check_name
 
 #: Name of the copy marker: the cutoff (Unix time) up to which jobs were copied.
 COPY_MARKER = ".copy-marker"
-_MISSING = {"NoSuchKey", "404", "NotFound"}
 
 
 class Location(Protocol):
@@ -38,8 +33,12 @@ class Location(Protocol):
         """Whether a file is there."""
         ...
 
+    def close(self) -> None:
+        """Release connections."""
+        ...
 
-def _checked(name: str) -> list[str]:
+
+def checked_parts(name: str) -> list[str]:
     """The parts of a '/'-separated name, each checked to stay inside the target (the marker is ours)."""
     parts = name.split("/")
     for part in parts:
@@ -58,75 +57,25 @@ class FileLocation:
         return f"FileLocation({str(self.root)!r})"
 
     def read(self, name: str) -> bytes | None:
-        return read_bytes(self.root.joinpath(*_checked(name)))
+        return read_bytes(self.root.joinpath(*checked_parts(name)))
 
     def write(self, name: str, data: bytes) -> None:
-        path = self.root.joinpath(*_checked(name))
+        path = self.root.joinpath(*checked_parts(name))
         ensure_dir(path.parent)
         atomic_write(path, data)
 
     def exists(self, name: str) -> bool:
-        return self.root.joinpath(*_checked(name)).is_file()
-
-
-class S3Location:
-    """A bucket; a PUT replaces an object whole, so no temp objects are needed."""
-
-    def __init__(self, policy: RetentionPolicy) -> None:
-        self.bucket = policy.target_bucket
-        self._client = boto3.client(
-            "s3",
-            endpoint_url=policy.target_endpoint or None,
-            region_name=policy.target_region or "us-east-1",
-            aws_access_key_id=policy.target_access_key or None,
-            aws_secret_access_key=policy.target_secret_key or None,
-            config=Config(s3={"addressing_style": "path" if policy.target_use_path_style else "auto"},
-                          retries={"max_attempts": 5, "mode": "standard"}),
-        )
-
-    def __repr__(self) -> str:
-        return f"S3Location('s3://{self.bucket}')"
-
-    def _fail(self, name: str, exc: Exception) -> ArchiveError:
-        return ArchiveError(f"s3://{self.bucket}/{name}: {exc}")
-
-    def read(self, name: str) -> bytes | None:
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key="/".join(_checked(name)))
-            return bytes(response["Body"].read())
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in _MISSING:
-                return None
-            raise self._fail(name, exc) from None
-        except BotoCoreError as exc:
-            raise self._fail(name, exc) from None
-
-    def write(self, name: str, data: bytes) -> None:
-        content = "application/vnd.apache.parquet" if name.endswith(".parquet") else "application/octet-stream"
-        try:
-            self._client.put_object(Bucket=self.bucket, Key="/".join(_checked(name)), Body=data,
-                                    ContentType=content)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._fail(name, exc) from None
-
-    def exists(self, name: str) -> bool:
-        try:
-            self._client.head_object(Bucket=self.bucket, Key="/".join(_checked(name)))
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in _MISSING:
-                return False
-            raise self._fail(name, exc) from None
-        except BotoCoreError as exc:
-            raise self._fail(name, exc) from None
-        return True
+        return self.root.joinpath(*checked_parts(name)).is_file()
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing to release: every call opens and closes its own files."""
 
 
-def open_location(policy: RetentionPolicy) -> FileLocation | S3Location:
+def open_location(policy: RetentionPolicy) -> Location:
     """The folder or bucket the retention settings name (Parquet files and the copy marker)."""
     if policy.target_kind == "s3":
+        from archive.maintenance.s3 import S3Location  # boto3 is heavy: load it only for S3 targets
+
         return S3Location(policy)
     return FileLocation(policy.path)
 

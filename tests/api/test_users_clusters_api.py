@@ -200,9 +200,13 @@ def test_admin_status_reports_the_log_and_the_agent(client, start) -> None:
     body = response.json()
     head = body["log"]["head"]
     assert head >= 1
-    [agent] = body["agents"]
-    assert agent["name"] == "jobdb"
+    agents = {a["name"]: a for a in body["agents"]}
+    assert set(agents) == {"jobdb", "archiver"}
+    agent = agents["jobdb"]
     assert (agent["checkpoint"], agent["lag"], agent["running"], agent["failures"]) == (head, 0, True, 0)
+    assert agents["archiver"]["running"] and agents["archiver"]["failures"] == 0
+    assert body["archiverPending"] == 0
+    assert body["metricStore"]["samples_accepted"] == 0
 
 
 def test_parked_stops_list_is_empty_without_early_stops(client, start, stop) -> None:

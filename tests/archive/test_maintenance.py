@@ -212,13 +212,28 @@ def test_failed_parquet_write_keeps_every_job_of_that_file(archive: FileArchive,
     assert len(keys(archive)) == 4
 
 
+def test_failed_parquet_copy_holds_the_marker_back_until_it_succeeds(archive: FileArchive, tmp_path: Path) -> None:
+    fill(archive, OLD)
+    target_dir = tmp_path / "pq"
+    target_dir.mkdir()
+    (target_dir / "fritz").write_text("not a folder")
+    rule = policy(policy="copy", format="parquet", target_path=str(target_dir))
+    assert retire_jobs(archive, rule, now=NOW).failed == 4
+    assert int((target_dir / COPY_MARKER).read_text()) == min(start for _, start in OLD)
+    (target_dir / "fritz").unlink()
+    rerun = retire_jobs(archive, rule, now=NOW)
+    assert (rerun.copied, rerun.failed, len(rerun.files)) == (4, 0, 1)
+    assert int((target_dir / COPY_MARKER).read_text()) == NOW - 7 * DAY
+
+
 def test_dry_run_touches_nothing(archive: FileArchive, tmp_path: Path) -> None:
     fill(archive, OLD + RECENT)
     rule = policy(policy="move", format="parquet", target_path=str(tmp_path / "pq"), include_db=True)
     report = retire_jobs(archive, rule, now=NOW, dry_run=True)
     assert (report.examined, report.copied, report.deleted, report.db_deleted) == (4, 4, 4, 4)
     assert len(keys(archive)) == 6 and not (tmp_path / "pq").exists()
-    assert report.summary().startswith("retention move (parquet to file, older than 7 days): examined 4, would copy 4, would delete 4")
+    summary = "retention move (parquet to file, older than 7 days): examined 4, would copy 4, would delete 4"
+    assert report.summary().startswith(summary)
 
 
 def _date(ts: int) -> str:

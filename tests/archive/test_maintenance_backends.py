@@ -20,12 +20,13 @@ def _s3_target(s3: S3Server, bucket: str) -> dict[str, object]:
 
 
 def test_s3_source_compress_then_move_json_to_a_folder(s3: S3Server, tmp_path: Path) -> None:
-    source = open_archive(s3.settings(s3.create_bucket()))
+    bucket = s3.create_bucket()
+    source = open_archive(s3.settings(bucket))
     try:
         stored = fill(source, OLD + RECENT)
         compressed = compress_archive(source, 7, now=NOW)
         assert (compressed.examined, compressed.compressed, compressed.failed) == (4, 4, 0)
-        objects = {o["Key"] for o in s3.client().list_objects_v2(Bucket=source.bucket)["Contents"]}  # type: ignore[attr-defined]
+        objects = {o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]}
         assert f"{JobKey('fritz', *OLD[0]).directory()}/data.json.gz" in objects
         report = retire_jobs(source, policy(policy="move", target_path=str(tmp_path / "t")), now=NOW)
         assert (report.copied, report.deleted, report.failed) == (4, 4, 0)

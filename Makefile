@@ -21,10 +21,10 @@ services:
 	  (apt-get update -qq || sudo apt-get update -qq) >/dev/null && \
 	  (apt-get install -y -qq nats-server || sudo apt-get install -y -qq nats-server) >/dev/null; }
 
-## Set up (config, keys, demo clusters) on first use, then serve on localhost:8080.
+## Set up on first use (config, keys, two demo clusters, a demo admin, days of finished jobs), then
+## serve on localhost:8080 with live simulated clusters.
 run: $(STAMP)
-	$(BIN)/ccstream init $(addprefix --cluster ,$(wildcard configs/clusters/*.json))
-	$(BIN)/ccstream serve
+	$(BIN)/ccstream demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

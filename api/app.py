@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,7 @@ from api.errors import install_error_handlers
 from api.metricstore_routes import build_metricstore_router
 from api.responses import JSON
 from api.routes import admin, clusters, edits, jobs, nodes, rejected, users
+from api.scheduler import start_maintenance, stop_maintenance
 
 
 def create_app(services: Services, *, dev: bool = False) -> FastAPI:
@@ -22,7 +24,10 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
         if not services.started:
             services.start()
         await services.start_ingest()
+        maintenance = start_maintenance(services)
         yield
+        # Waits for a maintenance run in progress, off the event loop, before anything closes.
+        await asyncio.to_thread(stop_maintenance, maintenance)
         await services.stop_ingest()
         services.close()
 

@@ -98,11 +98,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     from api.app import create_app
     from api.bootstrap import StartupError, build_services
+    from api.scheduler import ArchiveMaintenance
 
     settings = _settings(args)
     try:
+        ArchiveMaintenance(settings)  # a bad archive.retention stops the start with its message
         services = build_services(settings)
-    except StartupError as exc:
+    except (StartupError, ValueError) as exc:
         raise CliError(str(exc)) from None
     # The event loop, the log writer and the agents share one interpreter lock; a shorter switch interval
     # lets the loop get it back sooner after each SQLite call (measured: ~20% more events/s).
@@ -198,6 +200,61 @@ def cmd_jwt(args: argparse.Namespace) -> None:
         print(authenticator.issue(args.username, roles, projects))
     except Exception as exc:
         raise CliError(f"cannot issue a token: {exc}") from None
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    """Drive a server as a cluster's scheduler adapter and node agents would."""
+    from replay.simulator.cli import SimulationError
+    from replay.simulator.cli import cmd_simulate as simulate
+
+    try:
+        simulate(args)
+    except SimulationError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Set up a demo installation on first use, then serve it with live simulated clusters."""
+    import asyncio
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.bootstrap import StartupError, build_authenticator, build_services
+    from replay.simulator.cli import TEMPLATES
+    from replay.simulator.demo import DEMO_PASSWORD, DEMO_USER, ensure_demo_user, ensure_history, live_cluster
+
+    args.force = False
+    args.cluster = [str(p) for p in sorted(TEMPLATES.glob("*.json"))]
+    cmd_init(args)
+    settings = _settings(args)
+    if ensure_demo_user(settings):
+        print(f"demo administrator: user {DEMO_USER!r}, password {DEMO_PASSWORD!r}")
+    written = ensure_history(settings, args.days, args.seed)
+    if written:
+        print(f"backfilled and imported {written} finished jobs ({args.days} days)")
+    try:
+        services = build_services(settings)
+        authenticator = build_authenticator(settings)
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
+    if authenticator is None:
+        raise CliError("the demo needs JWT keys: run `ccstream init`")
+    host, _, port = (args.addr or settings.main.addr).rpartition(":")
+    server = uvicorn.Server(uvicorn.Config(create_app(services), host=host or "127.0.0.1", port=int(port),
+                                           log_level=args.log_level, access_log=False))
+    token = authenticator.issue(DEMO_USER, ["api"])
+    print(f"ccstream demo on http://{host or '127.0.0.1'}:{port} (a token for the API: {token})")
+
+    async def serve_with_live_cluster() -> None:
+        live = asyncio.create_task(live_cluster(settings, f"http://127.0.0.1:{port}", token, args.seed))
+        try:
+            await server.serve()
+        finally:
+            live.cancel()
+
+    sys.setswitchinterval(0.0005)
+    asyncio.run(serve_with_live_cluster())
 
 
 def cmd_keygen(_args: argparse.Namespace) -> None:
@@ -469,6 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("jwt", cmd_jwt, "Print a JWT for a user.")
     p.add_argument("username")
     add("keygen", cmd_keygen, "Print a new Ed25519 key pair for .env.")
+    from replay.simulator.cli import configure as configure_simulate
+
+    configure_simulate(add("simulate", cmd_simulate, "Simulate clusters against a running server (REST/NATS)."))
+    p = add("demo", cmd_demo, "Demo: set up once (config, clusters, user, history), serve with live clusters.")
+    p.add_argument("--addr", default=None, help="host:port, overrides main.addr")
+    p.add_argument("--days", type=float, default=3.0, help="days of finished jobs to backfill on first run")
+    p.add_argument("--seed", type=int, default=1, help="random seed of history and live clusters")
     p = add("import-archive", cmd_import_archive, "Import an existing job archive into the event log.")
     p.add_argument("source", nargs="?", metavar="PATH|s3://BUCKET/PREFIX",
                    help="archive directory, s3:// location or SQLite archive file (default: the configured archive)")
@@ -515,6 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.config is None:
         args.config = "config.json"
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns everything else
     try:
         args.func(args)
     except (CliError, ConfigError) as exc:

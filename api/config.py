@@ -134,7 +134,8 @@ class ArchiveSettings(Section):
     kind: Literal["file", "s3", "sqlite"] = Field(default="file", description="Archive backend.")
     path: str = Field(default="./var/job-archive", description="Root of a file archive, or the SQLite file.")
     db_path: str = Field(default="", alias="db-path", description="SQLite archive file (kind sqlite).")
-    compression: int = Field(default=0, description="Gzip data.json of jobs older than this many days.")
+    compression: int = Field(default=0, description="Gzip data.json of jobs older than this many days "
+                             "(0 or less: 7 days, as cc-backend; runs daily at 05:00).")
     retention: RetentionSettings | None = Field(default=None, description="Retirement of old jobs.")
     endpoint: str = Field(default="", description="S3 endpoint URL.")
     bucket: str = Field(default="", description="S3 bucket.")

@@ -33,6 +33,9 @@ class LoopSettings:
     metric_interval: int = 60
     node_state_interval: int = 300
     concurrency: int = 16
+    #: Never run ahead of the wall clock: a run that starts in the past catches up at `speed`, then goes on
+    #: in real time (the demo's way to have running jobs with recent metrics from the first minute).
+    follow_wall_clock: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class Simulation:
         now = start
         while not self._stop.is_set():
             target = start + (self.clock() - wall0) * s.speed
+            if s.follow_wall_clock:
+                target = min(target, time.time())
             if end is not None:
                 target = min(target, end)
             while next_metric <= target or next_state <= target:

@@ -61,7 +61,8 @@ def test_running_then_archived_job_metrics_have_the_same_shape(make_client: AppF
 
 def test_metric_requests_are_checked(make_client: AppFactory, tokens: Tokens) -> None:
     http = make_client()
-    started = http.post("/api/jobs/start_job/", json=job_body(startTime=int(time.time()) - 60), headers=tokens.headers())
+    body = job_body(startTime=int(time.time()) - 60)
+    started = http.post("/api/jobs/start_job/", json=body, headers=tokens.headers())
     db_id = started.json()["id"]
     assert http.get(f"/api/jobs/{db_id}", headers=tokens.headers()).json()["data"] is None
     assert_error(http.get(f"/api/jobs/metrics/{db_id}?scope=galaxy", headers=tokens.headers()), 400, "galaxy")

@@ -28,8 +28,9 @@ from api.app import create_app
 from api.bootstrap import build_services
 from api.config import Settings
 from api.keys import generate_keypair
+from tests.support.specs import find_specs
 
-SPECS = Path("/work/shared/specs")
+SPECS = find_specs()
 EXAMPLES = SPECS / "examples"
 CLUSTERS = ("fritz", "alex")
 

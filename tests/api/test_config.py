@@ -8,8 +8,9 @@ import pytest
 from pydantic import BaseModel
 
 from api.config import ConfigError, Settings, load_settings, parse_settings
+from tests.support.specs import find_specs
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
+SPECS = find_specs()
 
 
 def test_cc_backend_example_config_is_accepted() -> None:

@@ -13,8 +13,9 @@ import pytest
 
 from archive.backends import ArchiveBackend, open_archive
 from tests.support.s3server import S3Server, s3, s3_bucket  # noqa: F401  (fixtures)
+from tests.support.specs import find_specs
 
-SPECS = Path("/work/shared/specs")
+SPECS = find_specs()
 REFERENCE_ARCHIVE = SPECS / "archive"
 EXAMPLE_JOB = SPECS / "examples" / "job-archive" / "fritz" / "398" / "764" / "1675954353"
 BACKENDS = ("file", "s3", "sqlite")

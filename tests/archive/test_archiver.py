@@ -23,8 +23,9 @@ from streams.events import Event, new_event
 from streams.ingest.intake import JobIntake
 from streams.log import MemoryEventLog
 from streams.runtime import AgentRunner
+from tests.support.specs import find_specs
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
+SPECS = find_specs()
 START = 1_700_000_000
 DURATION = 600
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 from archive.stats import energy, footprint, job_statistics, missing_metrics, series_statistics
+from tests.support.specs import find_specs
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
+SPECS = find_specs()
 
 
 def node(series: list[tuple[str, list[float | None]]], unit: dict[str, str] | None = None) -> dict[str, object]:

@@ -11,9 +11,10 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from streams.clusters import ClusterRegistry
+from tests.support.specs import find_specs
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMAS = ROOT.parent / "shared" / "specs" / "schemas"
+SCHEMAS = find_specs() / "schemas"
 TEMPLATES = sorted((ROOT / "configs" / "clusters").glob("*.json"))
 
 

@@ -5,7 +5,6 @@ The REST fixtures of tests/api (app factory, keys, tokens) are reused as they ar
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,8 +13,9 @@ import pytest
 from streams.clusters import ClusterRegistry
 from tests.api.conftest import archive_root, closer, keys, make_client, tokens  # noqa: F401
 from tests.support.natsserver import nats_server_factory, nats_url  # noqa: F401
+from tests.support.specs import find_specs
 
-SPECS = Path("/work/shared/specs")
+SPECS = find_specs()
 EXAMPLES = SPECS / "examples"
 START = 1_675_954_353
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
 from streams.ingest.lineprotocol import Line, LineError, LineProtocolError, parse_batch, parse_line, timestamp_seconds
+from tests.support.specs import find_specs
 
-EXAMPLES = Path("/work/shared/specs/examples")
+EXAMPLES = find_specs() / "examples"
 
 
 def test_reference_job_events_parse_with_their_json_intact() -> None:

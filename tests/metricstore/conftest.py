@@ -19,8 +19,9 @@ from api.metricstore_routes import build_metricstore_router
 from metricstore.settings import MetricStoreSettings
 from metricstore.store import MetricStore
 from tests.support.natsserver import nats_server_factory, nats_url  # noqa: F401  (fixtures)
+from tests.support.specs import find_specs
 
-SPECS = Path("/work/shared/specs")
+SPECS = find_specs()
 T0 = 1675954380  # the sample time of examples/metrics.lp
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -14,8 +13,9 @@ from typing import Any
 import pytest
 
 from streams.clusters import ClusterConfigError, ClusterRegistry, validate_cluster
+from tests.support.specs import find_specs
 
-SPECS = Path(os.environ.get("CCSTREAM_SPECS", "/work/shared/specs"))
+SPECS = find_specs()
 ARCHIVE = SPECS / "archive"
 
 

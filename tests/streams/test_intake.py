@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,8 +13,9 @@ from streams.ingest.intake import JobIntake
 from streams.ingest.outcomes import Invalid, JobConflict, NotFound
 from streams.log import MemoryEventLog
 from streams.settings import IntakeSettings
+from tests.support.specs import find_specs
 
-SPECS = Path(__file__).resolve().parents[3] / "shared" / "specs"
+SPECS = find_specs()
 SLURM_START = (SPECS / "examples" / "slurm-adapter-start_job.request.json").read_bytes()
 
 

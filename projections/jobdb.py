@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine
@@ -16,6 +17,7 @@ from streams.runtime import CheckpointMoved
 HANDLERS: HandlerTable = {**jobs.HANDLERS, **tags.HANDLERS, **users.HANDLERS, **nodes.HANDLERS}
 
 
+_RECENT_IDS = 50_000
 _READ_CHECKPOINT = "SELECT position FROM ccstream_checkpoint WHERE name = ?"
 _WRITE_CHECKPOINT = (
     "INSERT INTO ccstream_checkpoint (name, position) VALUES (?, ?) "
@@ -35,7 +37,12 @@ class JobDatabaseProjection:
     def __init__(self, engine: Engine, handlers: HandlerTable = HANDLERS) -> None:
         self.engine = engine
         self.handlers = handlers
+        self._recent_ids: OrderedDict[str, int] = OrderedDict()
         create_schema(engine)
+
+    def recent_id(self, subject: str) -> int | None:
+        """Database id of a job this process inserted lately (None: ask the database)."""
+        return self._recent_ids.get(subject)
 
     def checkpoint(self) -> int:
         with self.engine.connect() as conn:
@@ -49,18 +56,34 @@ class JobDatabaseProjection:
     def apply(self, events: Sequence[Event]) -> None:
         if not events:
             return
+        started: dict[str, int] = {}
         with self.engine.begin() as conn:
-            # The stored checkpoint, read under the write lock, decides: `replay rebuild` may have swapped
-            # the file's content between the runner's read of a batch and this commit.
-            stored = self._stored_checkpoint(conn)
-            events = [e for e in events if e.position is None or e.position > stored]
-            if not events:
-                return
-            first = events[0].position
-            if first is not None and first != stored + 1:
-                raise StaleBatch(f"{self.name} stands at position {stored}; a batch from {first} would leave a gap")
-            for event in events:
-                handler = self.handlers.get(event.type)
-                if handler is not None:
-                    handler(conn, event)
-            conn.exec_driver_sql(_WRITE_CHECKPOINT, (self.name, events[-1].position or 0))
+            conn.info[jobs.STARTED_IDS] = started
+            try:
+                applied = self._apply_in(conn, events)
+            finally:
+                conn.info.pop(jobs.STARTED_IDS, None)
+        # Only once committed: the API may answer with these ids.
+        for event in applied:
+            if event.type == "job.deleted":
+                self._recent_ids.pop(event.subject, None)
+        self._recent_ids.update(started)
+        while len(self._recent_ids) > _RECENT_IDS:
+            self._recent_ids.popitem(last=False)
+
+    def _apply_in(self, conn: Connection, events: Sequence[Event]) -> Sequence[Event]:
+        # The stored checkpoint, read under the write lock, decides: `replay rebuild` may have swapped
+        # the file's content between the runner's read of a batch and this commit.
+        stored = self._stored_checkpoint(conn)
+        events = [e for e in events if e.position is None or e.position > stored]
+        if not events:
+            return events
+        first = events[0].position
+        if first is not None and first != stored + 1:
+            raise StaleBatch(f"{self.name} stands at position {stored}; a batch from {first} would leave a gap")
+        for event in events:
+            handler = self.handlers.get(event.type)
+            if handler is not None:
+                handler(conn, event)
+        conn.exec_driver_sql(_WRITE_CHECKPOINT, (self.name, events[-1].position or 0))
+        return events

@@ -69,9 +69,17 @@ def job_start_values(d: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+#: Key in `Connection.info` under which a batch collects the database ids of the jobs it inserts, so that
+#: the API can answer start_job with the id without asking the database again.
+STARTED_IDS = "ccstream.started_ids"
+
+
 def record_job_start(conn: Connection, event: Event) -> None:
     d = event.data
-    conn.execute(_INSERT_JOB, job_start_values(d))
+    result = conn.execute(_INSERT_JOB, job_start_values(d))
+    ids = conn.info.get(STARTED_IDS)
+    if ids is not None and result.rowcount == 1 and result.lastrowid:
+        ids[event.subject] = result.lastrowid
     tags = d.get("tags") or []
     if tags:
         job_id = job_row_id(conn, event.subject)

@@ -22,6 +22,7 @@ from api.routes.common import (
     services_of,
 )
 from projections import queries
+from streams.events import parse_job_subject
 from streams.events.payloads import JobState
 from streams.ingest.outcomes import Rejected
 from streams.ingest.requests import normalise_job_state
@@ -45,8 +46,11 @@ def build_router(api_auth: Any) -> APIRouter:
             raise await rejection(services, exc) from None
         if not await services.visible(accepted.position):
             return JSON({"msg": "success"}, status_code=201)
-        row = job_by_subject(services, accepted.subject)
-        return JSON({"msg": "success", "id": None if row is None else row["id"]}, status_code=201)
+        db_id = services.projection.recent_id(accepted.subject)
+        if db_id is None:
+            row = job_by_subject(services, accepted.subject)
+            db_id = None if row is None else int(row["id"])
+        return JSON({"msg": "success", "id": db_id}, status_code=201)
 
     @router.post("/api/jobs/stop_job/", operation_id="stop_job")
     @router.put("/api/jobs/stop_job/", operation_id="stop_job_put")
@@ -63,10 +67,13 @@ def build_router(api_auth: Any) -> APIRouter:
                 status_code=202,
             )
         await services.visible(accepted.position)
-        row = job_by_subject(services, accepted.subject)
-        if row is None:
+        cluster, job_id, start_time = parse_job_subject(accepted.subject)
+        with services.reader.connect() as conn:
+            found = queries.find_job_with_tags(conn, cluster, job_id, start_time or 0)
+        if found is None:
             raise ApiError(500, "stopped job is not visible in the job table")
-        return JSON(full_job_json(services, row))
+        row, tags = found
+        return JSON(job_json(row, tags or None))
 
     @router.get("/api/jobs/used_nodes")
     async def used_nodes(request: Request) -> JSON:

@@ -190,8 +190,9 @@ async def test_jetstream_redelivery_after_a_failure_applies_once(
         await publish(JOBS, job_line("start_job", start_body(41), 2), msg_id="m-41")
         await until(lambda: counters(services, JOBS)["failed"] >= 2, what="two failed deliveries")
         assert services.dead_letters is not None
+        # The second delivery comes after a back-off and an ack wait: slow on a loaded machine.
         await until(lambda: services.dead_letters is not None and services.dead_letters.total() == 1,
-                    what="internal dead letter")
+                    timeout=90, what="internal dead letter")
         [entry] = services.dead_letters.entries()
         assert entry.kind == "internal" and "gave up after 2 deliveries" in entry.reason and "disk full" in entry.reason
         services.log.append_async = original  # type: ignore[method-assign]

@@ -38,11 +38,11 @@ class Resampling(Section):
     targetPoints: int | None = Field(default=None, description="Set by the UI, not by config.")
 
 
-class NodeStateRetention(Section):
-    policy: str = Field(default="delete", description="`delete` or `move` old node states.")
-    age: int = Field(default=24, description="Hours to keep node states.")
+class RetentionTarget(Section):
+    """Where retired data goes: cc-backend's `target-*` keys, shared by job and node-state retention."""
+
     target_kind: str = Field(default="file", alias="target-kind", description="`file` or `s3`.")
-    target_path: str = Field(default="", alias="target-path", description="Where moved node states go.")
+    target_path: str = Field(default="", alias="target-path", description="Target folder.")
     target_endpoint: str = Field(default="", alias="target-endpoint", description="S3 endpoint.")
     target_bucket: str = Field(default="", alias="target-bucket", description="S3 bucket.")
     target_access_key: str = Field(default="", alias="target-access-key", description="S3 access key.")
@@ -50,6 +50,11 @@ class NodeStateRetention(Section):
     target_region: str = Field(default="", alias="target-region", description="S3 region.")
     target_use_path_style: bool = Field(default=False, alias="target-use-path-style", description="S3 path style.")
     max_file_size_mb: int = Field(default=0, alias="max-file-size-mb", description="Split files above this size.")
+
+
+class NodeStateRetention(RetentionTarget):
+    policy: str = Field(default="delete", description="`delete` or `move` old node states.")
+    age: int = Field(default=24, description="Hours to keep node states.")
 
 
 class DbConfig(Section):
@@ -110,22 +115,13 @@ class AuthSettings(Section):
     oidc: dict[str, Any] | None = Field(default=None, description="OpenID Connect settings.")
 
 
-class RetentionSettings(Section):
+class RetentionSettings(RetentionTarget):
     policy: Literal["none", "delete", "copy", "move"] = Field(default="none", description="What to do with old jobs.")
     format: Literal["json", "parquet"] = Field(default="json", description="Format of retired jobs.")
     include_db: bool = Field(default=True, alias="include-db", description="Also remove jobs from the database.")
     omit_tagged: bool = Field(default=False, alias="omit-tagged", description="Keep tagged jobs.")
     age: int = Field(default=7, description="Days after which a job is retired.")
     location: str = Field(default="", description="Target folder (older cc-backend key).")
-    target_kind: str = Field(default="file", alias="target-kind", description="`file` or `s3`.")
-    target_path: str = Field(default="", alias="target-path", description="Target folder.")
-    target_endpoint: str = Field(default="", alias="target-endpoint", description="S3 endpoint.")
-    target_bucket: str = Field(default="", alias="target-bucket", description="S3 bucket.")
-    target_access_key: str = Field(default="", alias="target-access-key", description="S3 access key.")
-    target_secret_key: str = Field(default="", alias="target-secret-key", description="S3 secret key.")
-    target_region: str = Field(default="", alias="target-region", description="S3 region.")
-    target_use_path_style: bool = Field(default=False, alias="target-use-path-style", description="S3 path style.")
-    max_file_size_mb: int = Field(default=0, alias="max-file-size-mb", description="Split Parquet above this.")
 
 
 class ArchiveSettings(Section):

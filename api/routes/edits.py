@@ -87,30 +87,12 @@ def build_router(api_auth: Any) -> APIRouter:
     @router.patch("/api/jobs/tag_job/{db_id}", operation_id="tag_job_patch")
     async def tag_job(db_id: str, request: Request) -> JSON:
         """Attach tags (created on first use; scope defaults to global)."""
-        services = services_of(request)
-        row = job_by_id(services, parse_int(db_id, "job id"))
-        tags = (await model_body(request, TagList)).root
-        events = [
-            new_event("job.tag_added", _subject(row), {"type": t.type, "name": t.name, "scope": t.scope or "global"},
-                      source="rest:/api/jobs/tag_job/")
-            for t in tags
-        ]
-        await _record(services, events)
-        return JSON(full_job_json(services, job_by_id(services, int(row["id"]))))
+        return await _change_tags(request, db_id, "job.tag_added")
 
     @router.delete("/api/jobs/tag_job/{db_id}")
     async def untag_job(db_id: str, request: Request) -> JSON:
         """Detach tags from a job."""
-        services = services_of(request)
-        row = job_by_id(services, parse_int(db_id, "job id"))
-        tags = (await model_body(request, TagList)).root
-        events = [
-            new_event("job.tag_removed", _subject(row), {"type": t.type, "name": t.name, "scope": t.scope or "global"},
-                      source="rest:/api/jobs/tag_job/")
-            for t in tags
-        ]
-        await _record(services, events)
-        return JSON(full_job_json(services, job_by_id(services, int(row["id"]))))
+        return await _change_tags(request, db_id, "job.tag_removed")
 
     @router.delete("/api/tags/")
     async def delete_tags(request: Request) -> PlainTextResponse:
@@ -177,6 +159,20 @@ def build_router(api_auth: Any) -> APIRouter:
         return JSON({"msg": f"Successfully deleted {len(events)} jobs"})
 
     return router
+
+
+async def _change_tags(request: Request, db_id: str, event_type: str) -> JSON:
+    """One event per tag in the body; answers with the job as it is stored afterwards."""
+    services = services_of(request)
+    row = job_by_id(services, parse_int(db_id, "job id"))
+    tags = (await model_body(request, TagList)).root
+    events = [
+        new_event(event_type, _subject(row), {"type": t.type, "name": t.name, "scope": t.scope or "global"},
+                  source="rest:/api/jobs/tag_job/")
+        for t in tags
+    ]
+    await _record(services, events)
+    return JSON(full_job_json(services, job_by_id(services, int(row["id"]))))
 
 
 def _meta_event(row: RowMapping, edit: EditMeta) -> Event:

@@ -10,6 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from streams.events import Event, parse_job_subject
+from streams.log.protocol import StoredEvent
+
+_DECODED = frozenset({"job.stopped", "job.stop_parked"})
 
 
 @dataclass
@@ -23,7 +26,7 @@ class JobRun:
 
     @property
     def start_time(self) -> int:
-        return int(self.started.data["startTime"])
+        return parse_job_subject(self.subject)[2] or 0
 
     @property
     def position(self) -> int:
@@ -46,6 +49,22 @@ class JobFamily:
         family = cls()
         for event in events:
             family.apply(event)
+        return family
+
+    @classmethod
+    def fold_stored(cls, rows: Iterable[StoredEvent]) -> JobFamily:
+        """The same from stored rows, decoding only the payloads a decision reads (stops).
+
+        A start's payload (resources, job script) is the largest part of a family and never needed:
+        its start time is in the subject. This is on the path of every start and stop request.
+        """
+        family = cls()
+        for row in rows:
+            if row.type in _DECODED:
+                family.apply(row.event())
+            else:
+                family.apply(Event(id=row.id, type=row.type, subject=row.subject, data={}, version=row.version,
+                                   time=row.time, source=row.source, position=row.position))
         return family
 
     def apply(self, event: Event) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from streams.events import Event, derived_event_id, job_family_prefix, job_subject, new_event
+from streams.events import Event, derived_event_id, job_family_prefix, job_subject, new_event, parse_job_subject
 from streams.events.payloads import JobStartedV1
 from streams.ingest.family import JobFamily
 from streams.ingest.locks import KeyedLocks
@@ -59,6 +59,10 @@ class JobIntake:
         self.settings = settings or IntakeSettings()
         self._locks = KeyedLocks()
 
+    def _family(self, cluster: str, job_id: int) -> JobFamily:
+        """What the log says about one scheduler job id (read under that id's lock)."""
+        return JobFamily.fold_stored(self.log.read_prefix_stored(job_family_prefix(cluster, job_id)))
+
     # -- start ----------------------------------------------------------------------------------
 
     async def start_job(
@@ -76,7 +80,7 @@ class JobIntake:
         payload = self.normalise_start(request)
         subject = job_subject(payload["cluster"], payload["jobId"], payload["startTime"])
         async with self._locks.hold(payload["jobId"]):
-            family = JobFamily.fold(self.log.read_prefix(job_family_prefix(payload["cluster"], payload["jobId"])))
+            family = self._family(payload["cluster"], payload["jobId"])
             generation = family.generation(subject)
             event_id = event_id or _run_event_id("job.started", subject, generation, _content_hash(payload))
             if event_id in family.event_ids:
@@ -169,7 +173,7 @@ class JobIntake:
                 return Accepted(known.subject, known.position or 0, repeated=True,
                                 parked=known.type == "job.stop_parked")
             for cluster in clusters:
-                family = JobFamily.fold(self.log.read_prefix(job_family_prefix(cluster, request.jobId)))
+                family = self._family(cluster, request.jobId)
                 run = family.run_to_stop(request.startTime)
                 if run is not None:
                     return await self._stop_run(family, run.subject, request, source, event_id)
@@ -184,7 +188,7 @@ class JobIntake:
         state = request.jobState or "completed"
         generation = family.generation(subject)
         event_id = event_id or _run_event_id("job.stopped", subject, generation, state, request.stopTime)
-        cluster, job_id = run.started.data["cluster"], run.started.data["jobId"]
+        cluster, job_id, _ = parse_job_subject(subject)
         if run.stopped is not None:
             if run.stopped.id == event_id:
                 return Accepted(subject, family.positions[event_id], repeated=True)

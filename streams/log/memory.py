@@ -53,17 +53,14 @@ class MemoryEventLog:
             return [e for e in self._events[max(after, 0) :] if e.type in wanted][:limit]
 
     def read_stored(self, after: int = 0, limit: int = 10000) -> list[StoredEvent]:
-        return [
-            StoredEvent(
-                e.position or 0, e.id, e.type, e.version, e.subject, e.time, e.source, e.causation_id,
-                encode_data(e.data), e.recorded_at or 0.0,
-            )
-            for e in self.read(after, limit)
-        ]
+        return [_stored(e) for e in self.read(after, limit)]
 
     def read_subject(self, subject: str) -> list[Event]:
         with self._changed:
             return [e for e in self._events if e.subject == subject]
+
+    def read_prefix_stored(self, prefix: str) -> list[StoredEvent]:
+        return [_stored(e) for e in self.read_prefix(prefix)]
 
     def read_prefix(self, prefix: str) -> list[Event]:
         with self._changed:
@@ -87,3 +84,10 @@ class MemoryEventLog:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
+
+
+def _stored(e: Event) -> StoredEvent:
+    return StoredEvent(
+        e.position or 0, e.id, e.type, e.version, e.subject, e.time, e.source, e.causation_id,
+        encode_data(e.data), e.recorded_at or 0.0,
+    )

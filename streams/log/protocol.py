@@ -79,6 +79,10 @@ class EventLog(Protocol):
         """All events of one subject, in order."""
         ...
 
+    def read_prefix_stored(self, prefix: str) -> list[StoredEvent]:
+        """Like `read_prefix`, payloads left encoded (the intake decodes only what it decides on)."""
+        ...
+
     def read_prefix(self, prefix: str) -> list[Event]:
         """All events whose subject starts with `prefix`, in position order."""
         ...

@@ -224,6 +224,13 @@ class SQLiteEventLog:
         )
         return [_row_to_event(row) for row in rows]
 
+    def read_prefix_stored(self, prefix: str) -> list[StoredEvent]:
+        rows = self._reader().execute(
+            f"SELECT {_COLUMNS} FROM events WHERE subject >= ? AND subject < ? ORDER BY position",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return [StoredEvent._make(row) for row in rows]
+
     def read_prefix(self, prefix: str) -> list[Event]:
         # A range scan on the subject index; '\U0010ffff' sorts after every character of a subject.
         rows = self._reader().execute(

@@ -196,3 +196,10 @@ def test_read_types_returns_only_those_types_in_order(log: EventLog) -> None:
     assert [e.position for e in log.read_types({"job.deleted"}, after=1)] == [3]
     assert [e.position for e in log.read_types({"job.deleted", "user.deleted"}, limit=2)] == [1, 3]
     assert log.read_types({"nothing"}) == []
+
+
+def test_read_prefix_stored_matches_read_prefix(log: EventLog) -> None:
+    log.append([ev("job/c/1/100", n=1), ev("job/c/12/5"), ev("job/c/1/200", n=2)])
+    stored = log.read_prefix_stored("job/c/1/")
+    assert [s.position for s in stored] == [1, 3]
+    assert [s.event() for s in stored] == log.read_prefix("job/c/1/")

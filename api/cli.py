@@ -202,6 +202,30 @@ def cmd_jwt(args: argparse.Namespace) -> None:
         raise CliError(f"cannot issue a token: {exc}") from None
 
 
+def cmd_metricstore(args: argparse.Namespace) -> None:
+    """Run the metric store alone (cc-metric-store's API), for sites that scale it out."""
+    import uvicorn
+
+    from api.auth import ApiAuth
+    from api.bootstrap import StartupError, build_authenticator, build_metric_nats
+    from api.metricstore_routes import create_metricstore_app
+    from metricstore.store import MetricStore
+    from streams.clusters import ClusterRegistry
+
+    settings = _settings(args)
+    try:
+        clusters = ClusterRegistry.load(Path(settings.archive.path))
+        authenticator = build_authenticator(settings)
+    except (StartupError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    store = MetricStore(settings.metric_store, clusters.clusters())
+    subscriber = build_metric_nats(settings, store)
+    auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
+    app = create_metricstore_app(store, auth.dependency("api"), services=(subscriber,) if subscriber else ())
+    host, _, port = (args.addr or settings.main.addr).rpartition(":")
+    uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level=args.log_level, access_log=False)
+
+
 def cmd_simulate(args: argparse.Namespace) -> None:
     """Drive a server as a cluster's scheduler adapter and node agents would."""
     from replay.simulator.cli import SimulationError
@@ -526,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("jwt", cmd_jwt, "Print a JWT for a user.")
     p.add_argument("username")
     add("keygen", cmd_keygen, "Print a new Ed25519 key pair for .env.")
+    p = add("metricstore", cmd_metricstore, "Run the metric store alone (cc-metric-store's API, NATS ingest).")
+    p.add_argument("--addr", default=None, help="host:port, overrides main.addr")
     from replay.simulator.cli import configure as configure_simulate
 
     configure_simulate(add("simulate", cmd_simulate, "Simulate clusters against a running server (REST/NATS)."))

@@ -102,7 +102,16 @@ def test_keygen_prints_a_usable_pair(tmp_path: Path) -> None:
     load_private_key(pairs["JWT_PRIVATE_KEY"].strip('"'))
 
 
-@pytest.mark.parametrize("command", ["init", "serve", "add-user", "del-user", "jwt", "keygen"])
+def all_commands() -> list[str]:
+    import argparse
+
+    from api.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("command", all_commands())
 def test_help_on_each_command(tmp_path: Path, command: str) -> None:
     result = ccstream(tmp_path, command, "--help")
     assert result.returncode == 0 and "usage: ccstream" in result.stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from api.cli_common import CliError, _catch_up, _settings
+from api.cli_common import CliError, catch_up, cli_settings
 from api.cli_data import (
     cmd_archive_compress,
     cmd_archive_retire,
@@ -90,7 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from api.bootstrap import StartupError, build_services
     from api.scheduler import ArchiveMaintenance
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     try:
         ArchiveMaintenance(settings)  # a bad archive.retention stops the start with its message
         services = build_services(settings)
@@ -136,13 +136,13 @@ def cmd_add_user(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     data = {"username": username, "password": hashed, "roles": roles, "projects": [], "authSource": 0}
-    _append_user_event(_settings(args), "user.created", data)
+    _append_user_event(cli_settings(args), "user.created", data)
     print(f"user {username} added with roles {', '.join(roles)}")
 
 
 def cmd_del_user(args: argparse.Namespace) -> None:
     """Remove a user."""
-    _append_user_event(_settings(args), "user.deleted", {"username": args.username})
+    _append_user_event(cli_settings(args), "user.deleted", {"username": args.username})
     print(f"user {args.username} deleted")
 
 
@@ -152,8 +152,8 @@ def cmd_jwt(args: argparse.Namespace) -> None:
     from projections import queries
     from projections.db import reader_engine
 
-    settings = _settings(args)
-    _catch_up(settings)
+    settings = cli_settings(args)
+    catch_up(settings)
     try:
         authenticator = build_authenticator(settings)
     except StartupError as exc:
@@ -186,7 +186,7 @@ def cmd_metricstore(args: argparse.Namespace) -> None:
     from metricstore.store import MetricStore
     from streams.clusters import ClusterRegistry
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     try:
         clusters = ClusterRegistry.load(Path(settings.archive.path))
         authenticator = build_authenticator(settings)
@@ -225,7 +225,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     args.force = False
     args.cluster = [str(p) for p in sorted(TEMPLATES.glob("*.json"))]
     cmd_init(args)
-    settings = _settings(args)
+    settings = cli_settings(args)
     if ensure_demo_user(settings):
         print(f"demo administrator: user {DEMO_USER!r}, password {DEMO_PASSWORD!r}")
     written = ensure_history(settings, args.days, args.seed)

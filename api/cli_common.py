@@ -12,7 +12,7 @@ class CliError(Exception):
     """A failure reported to the operator as one line."""
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def cli_settings(args: argparse.Namespace) -> Settings:
     load_env(args.env)
     config = Path(args.config)
     if not config.exists():
@@ -22,7 +22,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(config)
 
 
-def _catch_up(settings: Settings) -> None:
+def catch_up(settings: Settings) -> None:
     """Bring the job database up to date with the log (the server may not be running)."""
     from api.bootstrap import open_log
     from projections.db import writer_engine

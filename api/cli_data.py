@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from api.cli_common import CliError, _catch_up, _settings
+from api.cli_common import CliError, catch_up, cli_settings
 from api.config import Settings
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def cmd_rejected_list(args: argparse.Namespace) -> None:
     """Print refused NATS messages (open ones unless --all), one per line, or as JSON."""
     from streams.deadletter import DeadLetterStore
 
-    path = _dead_letter_path(_settings(args))
+    path = _dead_letter_path(cli_settings(args))
     if not path.exists():
         print(f"no rejected messages ({path} does not exist)")
         return
@@ -64,7 +64,7 @@ def cmd_rejected_retry(args: argparse.Namespace) -> None:
     from streams.ingest.nats.processor import NatsProcessor, retry_dead_letter
     from streams.ingest.nodestate import NodeStateIntake
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     path = _dead_letter_path(settings)
     if not path.exists():
         raise CliError(f"no rejected messages: {path} does not exist")
@@ -129,7 +129,7 @@ def cmd_import_archive(args: argparse.Namespace) -> None:
     from archive.imports.progress import progress_bar
     from archive.imports.walk import import_archive
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     try:
         backend = open_location(args.source, settings.archive) if args.source else open_archive(settings.archive)
     except (ArchiveError, InvalidName) as exc:
@@ -153,7 +153,7 @@ def cmd_import_db(args: argparse.Namespace) -> None:
     from archive.imports.progress import progress_bar
     from replay.import_db import DbImportError, import_database, open_database
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     path = Path(args.database)
     try:
         open_database(path).close()  # check the schema version before touching the log
@@ -175,7 +175,7 @@ def cmd_import_job(args: argparse.Namespace) -> None:
     from archive.backends import ArchiveError, open_archive
     from archive.imports.job import import_jobs, parse_spec
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     try:
         pairs = [pair for spec in args.jobs for pair in parse_spec(spec)]
         backend = open_archive(settings.archive)
@@ -197,7 +197,7 @@ def cmd_replay(args: argparse.Namespace) -> None:
     from replay.cli import ReplayError, run
 
     try:
-        run(args, _settings(args))
+        run(args, cli_settings(args))
     except ReplayError as exc:
         raise CliError(str(exc)) from None
 
@@ -217,7 +217,7 @@ def cmd_archive_compress(args: argparse.Namespace) -> None:
     from archive.backends import ArchiveError, InvalidName
 
     try:
-        report = ArchiveMaintenance(_settings(args)).compress(dry_run=args.dry_run)
+        report = ArchiveMaintenance(cli_settings(args)).compress(dry_run=args.dry_run)
     except (ArchiveError, InvalidName, ValueError) as exc:
         raise CliError(str(exc)) from None
     _finish_maintenance(report, args.verbose)
@@ -230,7 +230,7 @@ def cmd_archive_retire(args: argparse.Namespace) -> None:
     from archive.maintenance import RetentionPolicy
     from projections.db import reader_engine
 
-    settings = _settings(args)
+    settings = cli_settings(args)
     try:
         policy = RetentionPolicy.from_settings(settings.archive.retention)
     except ValueError as exc:
@@ -239,7 +239,7 @@ def cmd_archive_retire(args: argparse.Namespace) -> None:
         raise CliError("archive.retention.policy is none (or not set): nothing to do")
     reader = None
     if policy.omit_tagged:
-        _catch_up(settings)  # tags come from the job database: bring it up to date with the log first
+        catch_up(settings)  # tags come from the job database: bring it up to date with the log first
         reader = reader_engine(settings.main.db)
     events = _import_log(settings) if policy.removes_jobs and policy.include_db and not args.dry_run else None
     try:

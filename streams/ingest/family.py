@@ -93,9 +93,16 @@ class JobFamily:
         return [r for r in self.runs.values() if not r.deleted]
 
     def conflicting_run(self, start_time: int, window: int) -> JobRun | None:
-        """A live run starting within `window` seconds of `start_time` (cc-backend's duplicate rule)."""
+        """A run that a start within `window` seconds of it would duplicate (cc-backend's rule, refined).
+
+        cc-backend refuses any start of a job id within a day of an earlier one. That also refuses a
+        requeued job (Slurm keeps its id) once its first run has ended. Here a run that has stopped
+        conflicts only with a start at the very same time; a running one within the window does.
+        """
         for run in self.live_runs():
-            if abs(start_time - run.start_time) < window:
+            if run.start_time == start_time:
+                return run
+            if run.stopped is None and abs(start_time - run.start_time) < window:
                 return run
         return None
 

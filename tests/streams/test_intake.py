@@ -166,3 +166,16 @@ def test_unknown_job_is_not_found_when_parking_is_off(log: MemoryEventLog, clust
     with pytest.raises(NotFound, match="finding job failed"):
         run(strict.stop_job({"jobId": 1, "cluster": "fritz", "jobState": "completed", "stopTime": 9}, source="t"))
     assert log.head() == 0
+
+
+def test_a_requeued_job_starts_again_under_the_same_id(intake: JobIntake, log: MemoryEventLog) -> None:
+    run(intake.start_job(job(), source="t"))
+    run(intake.stop_job({"jobId": 398764, "cluster": "fritz", "jobState": "node_fail", "stopTime": 1675954400},
+                        source="t"))
+    # Slurm requeues the job under its id; cc-backend would refuse this start for a day.
+    again = run(intake.start_job(job(startTime=1675954500), source="t"))
+    assert again.subject == "job/fritz/398764/1675954500"
+    with pytest.raises(JobConflict):  # while the requeued run runs, another start is a duplicate
+        run(intake.start_job(job(startTime=1675954600), source="t"))
+    with pytest.raises(JobConflict):  # and a start at a stopped run's own time is one too
+        run(intake.start_job(job(startTime=1675954353, metaData={"jobName": "x"}), source="t"))

@@ -47,6 +47,14 @@ class Until:
         return f"{datetime.fromtimestamp(self.time, UTC).isoformat()} (@{self.time:.3f})"
 
 
+def _unix_seconds(text: str) -> float | None:
+    """The number in `text`, or None when it is not one (then it may be an ISO 8601 time)."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def parse_until(text: str) -> Until:
     """A plain integer is a log position; `@<unix seconds>`, a decimal fraction or ISO 8601 is a time.
 
@@ -57,12 +65,8 @@ def parse_until(text: str) -> Until:
     value = text.strip()
     if value.isdigit():
         return Until(position=int(value))
-    number = value[1:] if value.startswith("@") else value
-    try:
-        seconds = float(number)
-    except ValueError:
-        pass
-    else:
+    seconds = _unix_seconds(value[1:] if value.startswith("@") else value)
+    if seconds is not None:
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"--until {text!r}: not a time (unix seconds are finite and not negative)")
         return Until(time=seconds)

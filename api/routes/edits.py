@@ -36,7 +36,7 @@ class ApiTag(_Strict):
 
 
 class TagList(RootModel[list[ApiTag]]):
-    pass
+    """The body of tag_job and DELETE /api/tags/: an array of tags."""
 
 
 class EditMeta(_Strict):

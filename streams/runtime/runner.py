@@ -123,8 +123,9 @@ class AgentRunner:
 
     def run_until_caught_up(self) -> int:
         """Process synchronously up to the current head (tools and tests, without a thread)."""
-        while self.step():
-            pass
+        progressed = True
+        while progressed:
+            progressed = self.step()
         return self._position
 
     # -- the loop -------------------------------------------------------------------------------

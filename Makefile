@@ -39,11 +39,8 @@ openapi: $(STAMP)
 	$(BIN)/python -m api.openapi --check
 	$(BIN)/python -m api.configdoc --check
 
-## The NATS intake tests run in a process of their own: after the rest of the suite, one JetStream
-## redelivery test times out in the same process (passes alone and with every other folder).
 unit: $(STAMP) services
-	$(BIN)/pytest -q tests/ingest
-	$(BIN)/pytest -q --ignore=tests/ingest
+	$(BIN)/pytest -q
 
 ## Everything CI checks: lint, types, import boundaries, the pinned OpenAPI document, all tests.
 test: lint typecheck imports openapi unit

@@ -202,6 +202,38 @@ async def test_jetstream_redelivery_after_a_failure_applies_once(
         assert counters(services, JOBS)["redelivered"] >= 1
 
 
+async def test_message_jetstream_stops_redelivering_is_kept(
+    tmp_path: Path, archive_root: Path, nats_url: str
+) -> None:
+    """Deliveries made to another consumer instance count too: when JetStream gives up, the message is kept."""
+    settings = settings_for(tmp_path, archive_root, nats_url, "jetstream", **{"max-deliver": 2, "ack-wait": 1})
+    assert settings.nats is not None
+    stream, durable = settings.nats.jetstream.stream, f"{settings.nats.jetstream.durable}-job"
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name=stream, subjects=[JOBS, NODES])
+        await js.add_consumer(stream, durable_name=durable, ack_policy="explicit", ack_wait=1, max_deliver=2,
+                              filter_subject=JOBS)
+        line = job_line("start_job", start_body(60), 1)
+        await js.publish(JOBS, line, headers={"Nats-Msg-Id": "m-60"})
+        other = await js.pull_subscribe_bind(durable=durable, stream=stream)
+        for _ in range(2):  # another instance takes both deliveries and never settles them
+            [msg] = await other.fetch(1, timeout=5)
+            assert msg.data == line
+            await asyncio.sleep(1.2)
+        async with running(settings) as services:
+            await until(lambda: services.dead_letters is not None and services.dead_letters.total() == 1,
+                        timeout=30, what="the message JetStream gave up on")
+            assert services.dead_letters is not None
+            [entry] = services.dead_letters.entries()
+            assert (entry.kind, entry.msg_id, entry.raw) == ("internal", "m-60", line)
+            assert "JetStream stopped redelivering after 2 deliveries" in entry.reason
+            assert jobs(services) == {}
+    finally:
+        await nc.close()
+
+
 async def test_core_failure_is_kept_as_a_dead_letter(tmp_path: Path, archive_root: Path, nats_url: str) -> None:
     async with running(settings_for(tmp_path, archive_root, nats_url, "core")) as services, \
             publisher(nats_url, "core") as publish:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import zlib
@@ -26,6 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from streams.ingest.nats.deliveries import DeliveryCounts
 from streams.ingest.nats.messages import Channel, Command, Delivery, Refusal, interpret, shard_key
 from streams.ingest.nats.processor import NatsProcessor, SubjectCounters
 
@@ -128,6 +130,7 @@ class NatsIngest:
         self._nc: Client | None = None
         self._lost: asyncio.Event | None = None
         self._stopping = False
+        self._deliveries = DeliveryCounts()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -244,7 +247,7 @@ class NatsIngest:
                 js = nc.jetstream()
                 await self._ensure_stream(js)
                 for channel, subject, workers in self.options.subjects():
-                    loops.append(asyncio.create_task(self._pull(js, channel, subject, workers, shards)))
+                    loops.append(asyncio.create_task(self._pull(nc, js, channel, subject, workers, shards)))
             else:
                 for channel, subject, workers in self.options.subjects():
                     await self._subscribe_core(nc, channel, subject, workers, shards)
@@ -331,11 +334,13 @@ class NatsIngest:
         return durable
 
     async def _pull(
-        self, js: JetStreamContext, channel: Channel, subject: str, workers: int, shards: list[_Shards]
+        self, nc: Client, js: JetStreamContext, channel: Channel, subject: str, workers: int,
+        shards: list[_Shards],
     ) -> None:
         o = self.options
         counters = self.counters[subject]
         durable = await self._ensure_consumer(js, channel, subject)
+        await self._watch_max_deliveries(nc, js, channel, durable)
         psub = await js.pull_subscribe_bind(durable=durable, stream=o.stream)
         in_flight = asyncio.Semaphore(max(1, o.max_ack_pending))
 
@@ -380,11 +385,12 @@ class NatsIngest:
     ) -> None:
         meta = msg.metadata
         counters.received += 1
-        if meta.num_delivered > 1:
+        stream_seq = (meta.stream, meta.sequence.stream)
+        number = self._deliveries.delivered(stream_seq, meta.num_delivered)
+        if number > 1:
             counters.redelivered += 1
         delivery = Delivery(
-            subject=msg.subject, channel=channel, msg_id=_msg_id(msg),
-            stream_seq=(meta.stream, meta.sequence.stream), received_at=time.time(),
+            subject=msg.subject, channel=channel, msg_id=_msg_id(msg), stream_seq=stream_seq, received_at=time.time(),
         )
         max_deliver = self.options.max_deliver
 
@@ -392,13 +398,15 @@ class NatsIngest:
             try:
                 if done:
                     await msg.ack()
-                elif max_deliver > 0 and meta.num_delivered >= max_deliver:
+                    self._deliveries.settled(stream_seq)
+                elif max_deliver > 0 and number >= max_deliver:
                     # The last delivery JetStream will make: keep it, then let it go.
                     await asyncio.to_thread(self.processor.keep_failure, msg.data, delivery,
-                                            f"gave up after {meta.num_delivered} deliveries: {self.status.last_error}")
+                                            f"gave up after {number} deliveries: {self.status.last_error}")
                     await msg.term()
+                    self._deliveries.settled(stream_seq)
                 else:
-                    await msg.nak(delay=min(2.0 ** meta.num_delivered, 60.0))
+                    await msg.nak(delay=min(2.0 ** number, 60.0))
             except Exception as exc:  # the connection went away: JetStream will redeliver
                 log.warning("NATS: cannot settle message %s: %s", delivery.stream_seq, exc)
             finally:
@@ -406,6 +414,37 @@ class NatsIngest:
 
         items = interpret(msg.data, delivery)
         await shard.put(_key(items), (msg.data, items, delivery, settle))
+
+
+    async def _watch_max_deliveries(self, nc: Client, js: JetStreamContext, channel: Channel, durable: str) -> None:
+        """Keep any message JetStream stops redelivering that ccstream did not keep itself.
+
+        The consumer keeps a message on what it counts as the last delivery; this advisory is the
+        safety net for the cases it cannot see (another ccstream instance had the earlier deliveries,
+        or the server counted differently): the message is read back from the stream and kept as a
+        dead letter. A message already kept is recognised by its key and not added twice.
+        """
+        stream = self.options.stream
+
+        async def on_advisory(msg: Msg) -> None:
+            try:
+                advisory = json.loads(msg.data)
+                seq, deliveries = int(advisory["stream_seq"]), int(advisory.get("deliveries", 0))
+                stored = await js.get_msg(stream, seq)
+                headers = stored.headers or {}
+                delivery = Delivery(
+                    subject=stored.subject or "", channel=channel, msg_id=headers.get("Nats-Msg-Id") or None,
+                    stream_seq=(stream, seq), received_at=time.time(),
+                )
+                await asyncio.to_thread(
+                    self.processor.keep_failure, stored.data or b"", delivery,
+                    f"JetStream stopped redelivering after {deliveries} deliveries: {self.status.last_error}",
+                )
+                self._deliveries.settled((stream, seq))
+            except Exception as exc:  # a bad advisory must not end the consumer
+                log.warning("NATS: cannot keep the message of max-deliveries advisory %r: %s", msg.data[:200], exc)
+
+        await nc.subscribe(f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{durable}", cb=on_advisory)
 
 
 def _msg_id(msg: Msg) -> str | None:

@@ -87,11 +87,17 @@ def plan_groups(native: str, scope: str, res: JobResource, topo: Topology | None
     natives = _elements(topo, native, threads)
     if scope == "node":
         return [Group(host, None, native, tuple(str(i) for i, _ in natives))]
+    if native == scope:
+        return [Group(host, str(eid), native, (str(eid),)) for eid, _ in natives]
+    # Which native elements hold each hardware thread: one pass instead of comparing every pair.
+    owners: dict[int, list[int]] = {}
+    for i, hw in natives:
+        for h in hw:
+            owners.setdefault(h, []).append(i)
     groups = []
     for eid, members in _elements(topo, scope, threads):
-        member_set = set(members)
-        inner = [str(i) for i, hw in natives if set(hw) & member_set] if native != scope else [str(eid)]
-        groups.append(Group(host, str(eid), native, tuple(inner)))
+        inner = sorted({i for h in members for i in owners.get(h, ())})
+        groups.append(Group(host, str(eid), native, tuple(str(i) for i in inner)))
     return groups
 
 

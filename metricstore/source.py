@@ -8,7 +8,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from metricstore.health import State, node_health
-from metricstore.jobdata import JobDataRequest, Plan, metric_entry, plan_groups, series_entries
+from metricstore.jobdata import (
+    Group,
+    JobDataRequest,
+    JobResource,
+    Plan,
+    metric_entry,
+    plan_groups,
+    series_entries,
+)
 from metricstore.query import QueryError, find_levels
 from metricstore.resample import lttb
 from metricstore.store import MetricStore
@@ -34,6 +42,11 @@ def build_plans(store_catalogue: Any, request: JobDataRequest) -> list[Plan]:
     cat = store_catalogue
     names = list(request.metrics) if request.metrics is not None else cat.metric_names(request.cluster)
     plans = []
+    # Hosts of one job mostly share topology and hardware threads, and metrics share native scopes:
+    # the series layout is worked out once per distinct shape and given each host's name.
+    shapes: dict[tuple[Any, ...], list[Group] | None] = {}
+    topologies = {res.hostname: cat.topology(request.cluster, res.hostname, request.subcluster)
+                  for res in request.resources}
     for name in names:
         info = cat.metric(request.cluster, name)
         if info is None:
@@ -41,12 +54,15 @@ def build_plans(store_catalogue: Any, request: JobDataRequest) -> list[Plan]:
         for scope in request.scopes:
             plan, possible = Plan(info, scope), True
             for res in request.resources:
-                topo = cat.topology(request.cluster, res.hostname, request.subcluster)
-                groups = plan_groups(info.scope, scope, res, topo)
-                if groups is None:
+                topo = topologies[res.hostname]
+                key = (info.scope, scope, res.hwthreads, res.accelerators, id(topo))
+                if key not in shapes:
+                    shapes[key] = plan_groups(info.scope, scope, JobResource("", res.hwthreads, res.accelerators), topo)
+                shape = shapes[key]
+                if shape is None:
                     possible = False
                     break
-                plan.groups.extend(groups)
+                plan.groups.extend(Group(res.hostname, g.id, g.type, g.type_ids) for g in shape)
             if possible and plan.groups:
                 plans.append(plan)
     return plans

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from projections import schema
 from projections.handlers import HandlerTable
-from projections.keys import job_key_clause, job_row_id
+from projections.keys import JOB_KEY_SQL, job_key_clause, job_row_id
 from projections.tags import attach_tag
 from streams.events import Event, parse_job_subject
-
-# Built once and executed with parameters: constructing a statement with literal values per event
-# costs SQLAlchemy more (coercion, cache key) than SQLite spends on the row; replay ran ~15x slower.
-_INSERT_JOB = sqlite_insert(schema.job).on_conflict_do_nothing()
-_STOP_JOB = (
-    update(schema.job)
-    .where(
-        and_(
-            schema.job.c.cluster == bindparam("key_cluster"),
-            schema.job.c.job_id == bindparam("key_job_id"),
-            schema.job.c.start_time == bindparam("key_start_time"),
-        )
-    )
-    .values(job_state=bindparam("new_state"), duration=bindparam("new_duration"))
-)
 
 
 def _json_or_none(value: object) -> str | None:
@@ -74,9 +60,23 @@ def job_start_values(d: dict[str, Any]) -> dict[str, Any]:
 STARTED_IDS = "ccstream.started_ids"
 
 
+@cache
+def _insert_job_sql(columns: tuple[str, ...]) -> str:
+    """Plain SQL for one job row: the hot path of the live projection skips statement compilation."""
+    return (f"INSERT INTO job ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            " ON CONFLICT DO NOTHING")
+
+
+_STOP_JOB_SQL = f"UPDATE job SET job_state = ?, duration = ? WHERE {JOB_KEY_SQL}"
+_ARCHIVED_SQL = (
+    f"UPDATE job SET monitoring_status = 3, footprint = ?, energy_footprint = ?, energy = ? WHERE {JOB_KEY_SQL}"
+)
+
+
 def record_job_start(conn: Connection, event: Event) -> None:
     d = event.data
-    result = conn.execute(_INSERT_JOB, job_start_values(d))
+    values = job_start_values(d)
+    result = conn.exec_driver_sql(_insert_job_sql(tuple(values)), tuple(values.values()))
     ids = conn.info.get(STARTED_IDS)
     if ids is not None and result.rowcount == 1 and result.lastrowid:
         ids[event.subject] = result.lastrowid
@@ -97,7 +97,9 @@ def job_stop_params(subject: str, d: dict[str, Any]) -> dict[str, Any]:
 
 def record_job_stop(conn: Connection, event: Event) -> None:
     d = event.data
-    conn.execute(_STOP_JOB, job_stop_params(event.subject, d))
+    p = job_stop_params(event.subject, d)
+    conn.exec_driver_sql(_STOP_JOB_SQL, (p["new_state"], p["new_duration"], p["key_cluster"], p["key_job_id"],
+                                         p["key_start_time"]))
     if d.get("parkedStopId"):
         conn.execute(delete(schema.parked_stop).where(schema.parked_stop.c.event_id == d["parkedStopId"]))
 
@@ -137,16 +139,10 @@ def record_job_deletion(conn: Connection, event: Event) -> None:
 
 def record_archived(conn: Connection, event: Event) -> None:
     d = event.data
-    conn.execute(
-        update(schema.job)
-        .where(job_key_clause(event.subject))
-        .values(
-            monitoring_status=3,
-            footprint=_json_or_none(d.get("footprint") or None),
-            energy_footprint=_json_or_none(d.get("energyFootprint") or None),
-            energy=d.get("energy") or 0.0,
-        )
-    )
+    conn.exec_driver_sql(_ARCHIVED_SQL, (
+        _json_or_none(d.get("footprint") or None), _json_or_none(d.get("energyFootprint") or None),
+        d.get("energy") or 0.0, *parse_job_subject(event.subject),
+    ))
 
 
 def record_archiving_failed(conn: Connection, event: Event) -> None:

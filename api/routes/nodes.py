@@ -41,13 +41,16 @@ def build_router(api_auth: Any) -> APIRouter:
 
     @router.post("/api/nodestate/", operation_id="update_node_states")
     @router.put("/api/nodestate/", operation_id="update_node_states_put")
+    # cc-backend's published swagger.yaml names the route `/api/nodestats/` (POST) while cc-backend
+    # serves `/api/nodestate/`; clients generated from the swagger file work with both here.
+    @router.post("/api/nodestats/", operation_id="update_node_states_swagger_path")
     async def update_node_states(request: Request) -> Response:
         """Record a scheduler's node states (cc-backend's body); 200 with an empty body once visible."""
         services = services_of(request)
         intake = _nodestate_intake(services)
         try:
             accepted = await intake.report(
-                await request.body(), source="rest:/api/nodestate/", observed_at=int(time.time())
+                await request.body(), source=f"rest:{request.url.path}", observed_at=int(time.time())
             )
         except Rejected as exc:
             raise await rejection(services, exc) from None

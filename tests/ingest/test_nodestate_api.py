@@ -25,6 +25,18 @@ def test_reference_request_answers_200_with_an_empty_body(make_client: AppFactor
     assert first["healthData"]["missing"][0] == "clock"
 
 
+def test_the_swagger_path_nodestats_is_the_same_route(make_client: AppFactory, tokens: Tokens) -> None:
+    """cc-backend's swagger.yaml publishes `POST /api/nodestats/`; generated clients use that path."""
+    http = make_client()
+    response = http.post("/api/nodestats/", content=example_bytes("rest-nodestate.request.json"),
+                         headers=tokens.headers())
+    assert response.status_code == 200 and response.content == b""
+    current = http.get("/api/nodestate/", params={"cluster": "fritz"}, headers=tokens.headers()).json()
+    assert current["count"] == 4
+    assert_error(http.post("/api/nodestats/", content=b"{", headers=tokens.headers()), 400, "parsing request body failed")
+    assert http.post("/api/nodestats/", content=example_bytes("rest-nodestate.request.json")).status_code == 401
+
+
 def test_put_works_too_and_history_counts_reports(make_client: AppFactory, tokens: Tokens) -> None:
     http = make_client()
     for states in (["IDLE"], ["ALLOCATED"]):

@@ -353,8 +353,8 @@ class ApiAuth:
     The IP is checked before the token so hosts outside the allow-list cannot even probe tokens.
     The client IP is the socket peer (`request.client`), never X-Forwarded-For or X-Real-Ip as
     cc-backend reads them: those headers are forgeable by any client. Behind a reverse proxy, run
-    uvicorn with `--proxy-headers --forwarded-allow-ips=<proxy>`, which rewrites the peer only for
-    requests that really come from the proxy.
+    `ccstream serve --forwarded-allow-ips=<proxy>`, which rewrites the peer only for requests that
+    really come from the proxy.
     """
 
     def __init__(self, authenticator: JWTAuthenticator | None, allowed_ips: Sequence[str], disabled: bool) -> None:

@@ -101,7 +101,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     sys.setswitchinterval(0.0005)
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
     app = create_app(services, dev=args.dev)
-    uvicorn.run(app, host=host or "0.0.0.0", port=int(port), log_level=args.log_level, access_log=False)
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise; the IP allow-list must see the
+    # socket peer, so forwarded headers count only from the proxies named with --forwarded-allow-ips.
+    proxies = args.forwarded_allow_ips
+    uvicorn.run(app, host=host or "0.0.0.0", port=int(port), log_level=args.log_level, access_log=False,
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
 
 
 def _append_user_event(settings: Settings, event_type: str, data: dict[str, object]) -> None:
@@ -197,7 +201,8 @@ def cmd_metricstore(args: argparse.Namespace) -> None:
     auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
     app = create_metricstore_app(store, auth.dependency("api"), services=(subscriber,) if subscriber else ())
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
-    uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level=args.log_level, access_log=False)
+    uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level=args.log_level, access_log=False,
+                proxy_headers=False)
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -240,7 +245,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise CliError("the demo needs JWT keys: run `ccstream init`")
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
     server = uvicorn.Server(uvicorn.Config(create_app(services), host=host or "127.0.0.1", port=int(port),
-                                           log_level=args.log_level, access_log=False))
+                                           log_level=args.log_level, access_log=False, proxy_headers=False))
     token = authenticator.issue(DEMO_USER, ["api"])
     print(f"ccstream demo on http://{host or '127.0.0.1'}:{port} (a token for the API: {token})")
 
@@ -282,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", cmd_serve, "Run the server (REST API, agents).")
     p.add_argument("--addr", default=None, help="host:port, overrides main.addr")
     p.add_argument("--dev", action="store_true", help="serve the OpenAPI UI at /swagger/")
+    p.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                   help="comma-separated addresses of reverse proxies whose X-Forwarded-For/-Proto are "
+                        "trusted (default: none; the client is the socket peer)")
     p = add("add-user", cmd_add_user, "Add a local user: name:role1,role2:password.")
     p.add_argument("spec", metavar="NAME:ROLES:PASSWORD")
     p = add("del-user", cmd_del_user, "Delete a user.")

@@ -88,6 +88,8 @@ class CcstreamServer:
         self.token = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        #: Extra arguments of `ccstream serve` (e.g. `--forwarded-allow-ips`).
+        self.serve_args: tuple[str, ...] = ()
         self._exe = ccstream_executable()
         self._env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         self._output = self.workdir / "server.log"
@@ -140,7 +142,8 @@ class CcstreamServer:
             out.write(f"--- start {self.starts + 1} ---\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                [self._exe, "--log-level", self.log_level, "serve", "--addr", f"127.0.0.1:{self.port}"],
+                [self._exe, "--log-level", self.log_level, "serve", "--addr", f"127.0.0.1:{self.port}",
+                 *self.serve_args],
                 cwd=self.workdir, env=self._env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         self.starts += 1

@@ -33,7 +33,8 @@ def test_the_swagger_path_nodestats_is_the_same_route(make_client: AppFactory, t
     assert response.status_code == 200 and response.content == b""
     current = http.get("/api/nodestate/", params={"cluster": "fritz"}, headers=tokens.headers()).json()
     assert current["count"] == 4
-    assert_error(http.post("/api/nodestats/", content=b"{", headers=tokens.headers()), 400, "parsing request body failed")
+    malformed = http.post("/api/nodestats/", content=b"{", headers=tokens.headers())
+    assert_error(malformed, 400, "parsing request body failed")
     assert http.post("/api/nodestats/", content=example_bytes("rest-nodestate.request.json")).status_code == 401
 
 

@@ -1,4 +1,9 @@
-"""What the archiver derives from a job's metric data: statistics, footprint and energy. Pure functions."""
+"""What the archiver derives from a job's metric data: statistics, footprint and energy. Pure functions.
+
+A series' `data` is a list (null for gaps) or, in the archiver's own data, a float64 numpy array (NaN
+for gaps; see JobDataRequest.exact_arrays). Both give the same results: arrays are reduced to the
+same Python floats the list would hold before anything is summed.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,21 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 STAT_TYPES = ("avg", "min", "max")
 
 
+def _series_data(series: Mapping[str, Any]) -> Any:
+    """A series' values, [] when it has none (an array has no truth value, so no `or []` here)."""
+    data = series.get("data")
+    return data if isinstance(data, np.ndarray) else data or []
+
+
 def _finite(values: Iterable[Any]) -> list[float]:
+    if isinstance(values, np.ndarray):
+        wide = values.astype(np.float64, copy=False)
+        return wide[np.isfinite(wide)].tolist()
     out = []
     for v in values:
         if v is None:
@@ -18,6 +34,13 @@ def _finite(values: Iterable[Any]) -> list[float]:
         if math.isfinite(f):
             out.append(f)
     return out
+
+
+def _has_value(values: Iterable[Any]) -> bool:
+    """Whether a series has at least one finite value (stops at the first)."""
+    if isinstance(values, np.ndarray):
+        return bool(np.isfinite(values).any())
+    return any(v is not None and math.isfinite(float(v)) for v in values)
 
 
 def series_statistics(values: Sequence[Any]) -> dict[str, float] | None:
@@ -57,7 +80,7 @@ def _stats_of(series: Mapping[str, Any]) -> dict[str, float] | None:
     given = series.get("statistics")
     if isinstance(given, Mapping) and all(isinstance(given.get(k), int | float) for k in STAT_TYPES):
         return {k: float(given[k]) for k in STAT_TYPES}
-    return series_statistics(series.get("data") or [])
+    return series_statistics(_series_data(series))
 
 
 def footprint(
@@ -95,7 +118,7 @@ def energy(
             continue
         joules = 0.0
         for series in node.get("series") or []:
-            stats = series_statistics(series.get("data") or [])
+            stats = series_statistics(_series_data(series))
             if stats is not None:
                 joules += stats["avg"] * max(duration, 0)
         per_metric[metric["name"]] = round(joules / 3.6e6, 4)
@@ -107,11 +130,9 @@ def missing_metrics(data: Mapping[str, Any], wanted: Iterable[str]) -> list[str]
     missing = []
     for name in wanted:
         scopes = data.get(name)
-        has_value = isinstance(scopes, Mapping) and any(
-            series_statistics(s.get("data") or []) is not None
-            for scope in scopes.values()
-            for s in (scope.get("series") or [])
+        present = isinstance(scopes, Mapping) and any(
+            _has_value(_series_data(s)) for scope in scopes.values() for s in (scope.get("series") or [])
         )
-        if not has_value:
+        if not present:
             missing.append(name)
     return missing

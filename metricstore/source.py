@@ -7,14 +7,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from metricstore.clusters import Topology
 from metricstore.health import State, node_health
 from metricstore.jobdata import (
     Group,
+    HostShapes,
     JobDataRequest,
     JobResource,
     Plan,
+    ShapeCache,
     metric_entry,
-    plan_groups,
     series_entries,
 )
 from metricstore.query import QueryError, find_levels
@@ -37,35 +39,40 @@ class MetricSource(Protocol):
         ...
 
 
+#: Shared by every job of the process: jobs on the same kind of node ask the same questions.
+_SHAPES = ShapeCache()
+
+
 def build_plans(store_catalogue: Any, request: JobDataRequest) -> list[Plan]:
     """Plans for every (metric, scope) the job's topology allows; shared by both implementations."""
     cat = store_catalogue
     names = list(request.metrics) if request.metrics is not None else cat.metric_names(request.cluster)
-    plans = []
-    # Hosts of one job mostly share topology and hardware threads, and metrics share native scopes:
-    # the series layout is worked out once per distinct shape and given each host's name.
-    shapes: dict[tuple[Any, ...], list[Group] | None] = {}
     topologies = {res.hostname: cat.topology(request.cluster, res.hostname, request.subcluster)
                   for res in request.resources}
+    plans = []
     for name in names:
         info = cat.metric(request.cluster, name)
         if info is None:
             continue
         for scope in request.scopes:
-            plan, possible = Plan(info, scope), True
-            for res in request.resources:
-                topo = topologies[res.hostname]
-                key = (info.scope, scope, res.hwthreads, res.accelerators, id(topo))
-                if key not in shapes:
-                    shapes[key] = plan_groups(info.scope, scope, JobResource("", res.hwthreads, res.accelerators), topo)
-                shape = shapes[key]
-                if shape is None:
-                    possible = False
-                    break
-                plan.groups.extend(Group(res.hostname, g.id, g.type, g.type_ids) for g in shape)
-            if possible and plan.groups:
-                plans.append(plan)
+            hosts = _host_shapes(info.scope, scope, request.resources, topologies)
+            if hosts:
+                plans.append(Plan(info, scope, hosts))
     return plans
+
+
+def _host_shapes(native: str, scope: str, resources: tuple[JobResource, ...],
+                 topologies: dict[str, Topology | None]) -> HostShapes | None:
+    """Each host's series of a (native -> requested) scope; None when a host cannot have the scope at
+    all (cc-backend then drops the scope for the whole job), hosts without series left out."""
+    hosts = []
+    for res in resources:
+        shapes = _SHAPES.shapes(native, scope, res, topologies[res.hostname])
+        if shapes is None:
+            return None
+        if shapes:
+            hosts.append((res.hostname, shapes))
+    return tuple(hosts)
 
 
 class InProcessMetricSource:
@@ -89,15 +96,18 @@ class InProcessMetricSource:
         kept = []
         bid = -1
         with store.lock:
-            for group in plan.groups:
-                levels = store.levels(request.cluster, group.hostname, info.name)
-                found = [hit for p in group.prefixes() for hit in find_levels(levels, p)] if levels else []
-                if not found:
-                    continue
-                bid = found[0][0]
-                bounds.append(len(rows))
-                rows.extend(r for _b, r in found)
-                kept.append(group)
+            for host, shapes in plan.hosts:
+                levels = store.levels(request.cluster, host, info.name)
+                if not levels:
+                    continue  # the host never sent this metric: none of its series can be found
+                for shape in shapes:
+                    found = [hit for p in shape.prefixes for hit in find_levels(levels, p)]
+                    if not found:
+                        continue
+                    bid = found[0][0]
+                    bounds.append(len(rows))
+                    rows.extend(r for _b, r in found)
+                    kept.append(Group(host, shape.id, shape.type, shape.type_ids))
             if not kept:
                 return None
             combined = _grouped_read(store, bid, np.asarray(rows, np.int64), np.asarray(bounds), request,
@@ -110,7 +120,8 @@ class InProcessMetricSource:
             resampled = [lttb(row, info.frequency, request.resolution) for row in combined]
             timestep = resampled[0][1]
             combined = np.stack([r[0] for r in resampled])
-        return metric_entry(info, timestep, series_entries(kept, combined, request.as_lists))
+        series = series_entries(kept, combined, request.as_lists, request.exact_arrays)
+        return metric_entry(info, timestep, series)
 
     def node_health(self, cluster: str, hostname: str,
                     metrics: list[str] | None = None) -> tuple[State, dict[str, list[str]]]:

@@ -15,8 +15,10 @@ from archive.backends.fsutil import (
     atomic_write,
     ensure_dir,
     fsync_dir,
+    make_dirs,
     read_bytes,
     remove_file,
+    replace_file,
     sorted_subdirs,
 )
 from archive.backends.protocol import ArchiveEntry, ArchiveError, JobNotFound
@@ -47,6 +49,7 @@ class FileArchive:
         #: False for bulk writers that call os.sync() once at the end instead of fsync per file.
         self.durable = durable
         self._root = str(self.root)
+        self._root_ready = False  # version.txt known to be there: checked once, not per job
 
     def __repr__(self) -> str:
         return f"FileArchive({str(self.root)!r})"
@@ -60,9 +63,12 @@ class FileArchive:
         return decode_version(raw, str(self.root / VERSION_FILE))
 
     def _ensure_root(self) -> None:
+        if self._root_ready:
+            return
         if not (self.root / VERSION_FILE).is_file():
             ensure_dir(self.root, durable=self.durable)
             atomic_write(self.root / VERSION_FILE, f"{VERSION}\n".encode(), durable=self.durable)
+        self._root_ready = True
 
     def clusters(self) -> list[str]:
         return [c for c in sorted_subdirs(str(self.root)) if (self.root / c / CLUSTER_FILE).is_file()]
@@ -96,15 +102,31 @@ class FileArchive:
         return _load_data(self._dir(cluster, job_id, start_time))
 
     def store_job(self, meta: Mapping[str, Any], data: Mapping[str, Any]) -> str:
+        """Write data.json[.gz], then meta.json, each whole (temp file, fsync, rename).
+
+        The job directory is synced once, after both renames and the removal, instead of after
+        each: the entry is durable when this returns, and only then does a caller (the archiver)
+        report it stored. A crash before that leaves whatever of the renames reached the disk
+        (journaling file systems keep them in order: data before meta); the unreported job is
+        archived again and its entry rewritten.
+        """
         key = key_for_store(meta)
-        directory = self.root / key.directory()
+        location = key.directory()
+        directory = f"{self._root}/{location}"
         self._ensure_root()
-        ensure_dir(directory, durable=self.durable)
+        created = make_dirs(directory, durable=self.durable)
+        if self._root in created:  # the archive was removed under us: it needs its version.txt again
+            self._root_ready = False
+            self._ensure_root()
         raw, gzipped = encode_data(data)
-        atomic_write(directory / (DATA_GZ_FILE if gzipped else DATA_FILE), raw, durable=self.durable)
-        remove_file(directory / (DATA_FILE if gzipped else DATA_GZ_FILE))  # readers prefer .gz: drop the stale one
-        atomic_write(directory / META_FILE, encode_json(meta), durable=self.durable)
-        return key.directory()
+        fresh, stale = (DATA_GZ_FILE, DATA_FILE) if gzipped else (DATA_FILE, DATA_GZ_FILE)
+        replace_file(f"{directory}/{fresh}", raw, sync=self.durable)
+        if not created:  # readers prefer .gz: drop the stale one (a new directory has none)
+            remove_file(f"{directory}/{stale}", durable=False)
+        replace_file(f"{directory}/{META_FILE}", encode_json(meta), sync=self.durable)
+        if self.durable:
+            fsync_dir(directory)
+        return location
 
     def store_meta(self, meta: Mapping[str, Any]) -> str:
         key = key_for_store(meta)

@@ -9,16 +9,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from archive.imports.footprint import energy, footprint, statistics_from_data
+from archive.imports.footprint import FootprintRules, is_mapping, statistics_from_data
 from archive.paths import JobKey
 from archive.validate import meta_problems
-from streams.events import Event, job_subject, new_event
+from streams.events import Event, job_subject
 from streams.events.envelope import EVENT_ID_NAMESPACE
-from streams.events.payloads import payload_model
+from streams.events.payloads import JobState, SharedMode, payload_model
 
 ARCHIVE_SOURCE = "import:archive"
 #: cc-backend's older names of job states, and the legacy `exclusive` flag's meaning as `shared`.
@@ -26,6 +26,15 @@ _STATE_ALIASES = {"out_of_memory": "out-of-memory", "stopped": "cancelled"}
 _EXCLUSIVE = {1: "none", 0: "multi_user", 2: "single_user"}
 _MONITORING_ARCHIVED = 3
 _NAMESPACE = EVENT_ID_NAMESPACE.bytes
+_JOB_STATES = frozenset(get_args(JobState))
+_SHARED_MODES = frozenset(get_args(SharedMode))
+_STR_TYPE = frozenset({str})
+_JOB_KINDS = (b"started", b"stopped", b"archived")
+#: The first hex digit of byte 8 with the RFC 4122 variant set (top bits 10), by the byte's value.
+_VARIANT = tuple("89ab"[(byte >> 4) & 0x3] for byte in range(256))
+#: Cluster names `JobKey.from_meta` accepted: an archive has a handful, checked once each.
+_SAFE_CLUSTERS: set[str] = set()
+_MAX_SAFE_CLUSTERS = 1024
 
 
 class MetaError(ValueError):
@@ -47,16 +56,30 @@ def import_event_id(key: JobKey, kind: str, *extra: object) -> str:
     The same uuid5, computed without building UUID objects: an import derives three per job, and
     `uuid.uuid5` was a fifth of the import's time. A test pins it to `derived_event_id`.
     """
-    name = "\x1f".join(map(str, ("import", key.cluster, key.job_id, key.start_time, kind, *extra)))
-    digest = bytearray(hashlib.sha1(_NAMESPACE + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return import_event_ids(key, "\x1f".join(map(str, (kind, *extra))))[0]
+
+
+def import_event_ids(key: JobKey, *kinds: str) -> list[str]:
+    """`import_event_id(key, kind)` for each kind, the shared part of the name built once."""
+    return _event_ids(key, [kind.encode() for kind in kinds])
+
+
+def _event_ids(key: JobKey, kinds: Iterable[bytes]) -> list[str]:
+    # Hashing the whole short name per kind is cheaper than copying a hash object of the prefix.
+    prefix = _NAMESPACE + f"import\x1f{key.cluster}\x1f{key.job_id}\x1f{key.start_time}\x1f".encode()
+    return [_uuid5(hashlib.sha1(prefix + kind).digest()) for kind in kinds]
+
+
+def _uuid5(sha1: bytes) -> str:
+    """The uuid5 text of a SHA-1 digest: its first 16 bytes with the version and variant bits set."""
+    h = sha1.hex()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[sha1[8]]}{h[17:20]}-{h[20:32]}"
 
 
 def _int(meta: Mapping[str, Any], name: str, default: int = 0) -> int:
     value = meta.get(name)
+    if type(value) is int:  # nearly always: answered first
+        return value
     if value is None:
         return default
     if isinstance(value, float) and value.is_integer():
@@ -71,7 +94,7 @@ def _resources(raw: Any) -> list[dict[str, Any]]:
         raise MetaError("'resources' should be a non-empty array")
     out = []
     for r in raw:
-        if not isinstance(r, Mapping) or not isinstance(r.get("hostname"), str):
+        if not is_mapping(r) or not isinstance(r.get("hostname"), str):
             raise MetaError(f"resource without hostname: {r!r:.60}")
         hwthreads, accelerators, configuration = r.get("hwthreads"), r.get("accelerators"), r.get("configuration")
         out.append({  # every key, as the payload model dumps it
@@ -95,7 +118,7 @@ def started_payload(meta: Mapping[str, Any], *, db_id: int | None = None) -> dic
     tags = [
         {"type": str(t["type"]), "name": str(t["name"]), "scope": str(t.get("scope") or "global")}
         for t in meta.get("tags") or ()
-        if isinstance(t, Mapping) and t.get("type") and t.get("name")
+        if is_mapping(t) and t.get("type") and t.get("name")
     ]
     meta_data = meta.get("metaData") or {}
     return {
@@ -142,50 +165,98 @@ def checked(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+# The payloads below are built field by field with the models' types (`_int`, `str(...)`), so the
+# models can only object to the few values copied from meta.json as they are. Checking just those
+# answers for well-formed jobs at a tenth of the cost of the model; anything else goes to the model
+# (`checked`), which accepts it or names the field. A test pins: accepted here => the model accepts.
+
+
+def _started_valid(p: Mapping[str, Any]) -> bool:
+    """True when the `job.started` model surely accepts a payload of `started_payload`."""
+    return (
+        type(p["user"]) is str and type(p["project"]) is str and type(p["cluster"]) is str
+        and type(p["subCluster"]) is str and type(p["partition"]) is str and p["shared"] in _SHARED_MODES
+        and (p["dbId"] is None or type(p["dbId"]) is int)
+        and all(r["hwthreads"] is None or all(type(t) is int for t in r["hwthreads"]) for r in p["resources"])
+    )
+
+
+def _stopped_valid(p: Mapping[str, Any]) -> bool:
+    """True when the `job.stopped` model surely accepts a payload of `events_from_meta`."""
+    state = p["jobState"]
+    return type(state) is str and state in _JOB_STATES and p["duration"] >= 0
+
+
+def _archived_valid(p: Mapping[str, Any]) -> bool:
+    """True when the `job.archived` model surely accepts a payload of `events_from_meta`."""
+    return type(p["location"]) is str and set(map(type, p["statistics"])) <= _STR_TYPE
+
+
+def job_key(meta: Mapping[str, Any]) -> JobKey:
+    """`JobKey.from_meta`, with the name check done once per cluster instead of once per job."""
+    cluster, job_id, start = meta.get("cluster"), meta.get("jobId"), meta.get("startTime")
+    if (
+        type(cluster) is str and cluster in _SAFE_CLUSTERS
+        and type(job_id) is int and job_id >= 0 and type(start) is int and start >= 0
+    ):
+        return JobKey(cluster, job_id, start)
+    key = JobKey.from_meta(meta)
+    if len(_SAFE_CLUSTERS) < _MAX_SAFE_CLUSTERS:
+        _SAFE_CLUSTERS.add(key.cluster)
+    return key
+
+
 def events_from_meta(
     meta: Mapping[str, Any],
     *,
-    metric_config: Sequence[Mapping[str, Any]] | None = None,
+    metric_config: Sequence[Mapping[str, Any]] | FootprintRules | None = None,
     data: Mapping[str, Any] | None = None,
     location: str = "",
     source: str = ARCHIVE_SOURCE,
 ) -> JobEvents:
     """The three events an archived job stands for; MetaError when a required fact is missing or wrong.
 
-    `metric_config` is the job's subcluster metricConfig (footprint and energy metrics); `data` is only
-    needed when the meta.json carries no statistics.
+    `metric_config` is the job's subcluster metricConfig (footprint and energy metrics), or the rules
+    taken from it once for many jobs; `data` is only needed when the meta.json carries no statistics.
     """
-    key = JobKey.from_meta(meta)
+    key = job_key(meta)
     problems = meta_problems(meta)
     state = meta.get("jobState")
     if isinstance(state, str) and state in _STATE_ALIASES:
         problems.append(f"jobState {state!r} read as {_STATE_ALIASES[state]!r}")
         state = _STATE_ALIASES[state]
     duration = _int(meta, "duration")
-    started = checked("job.started", started_payload(meta))
-    stop = {"jobState": state, "stopTime": key.start_time + duration, "duration": duration, "parkedStopId": None}
-    stopped = checked("job.stopped", stop)
+    started = started_payload(meta)
+    if not _started_valid(started):
+        checked("job.started", started)
+    stopped = {"jobState": state, "stopTime": key.start_time + duration, "duration": duration, "parkedStopId": None}
+    if not _stopped_valid(stopped):
+        checked("job.stopped", stopped)
     stats = meta.get("statistics")
-    if not isinstance(stats, Mapping) or not stats:
+    if not is_mapping(stats) or not stats:
         stats = statistics_from_data(data, started["numNodes"]) if data is not None else {}
-    stats = {k: v for k, v in stats.items() if isinstance(v, Mapping)}
-    energy_footprint, total = energy(stats, metric_config, started["numNodes"], duration)
-    archived = checked("job.archived", {
+    stats = {k: v for k, v in stats.items() if is_mapping(v)}
+    rules = metric_config if isinstance(metric_config, FootprintRules) else FootprintRules.of(metric_config)
+    energy_footprint, total = rules.energy(stats, started["numNodes"], duration)
+    archived = {
         "statistics": stats,
-        "footprint": footprint(stats, metric_config),
+        "footprint": rules.footprint(stats),
         "energyFootprint": energy_footprint,
         "energy": total,
         "location": location,
         "missingMetrics": [],
-    })
+    }
+    if not _archived_valid(archived):
+        checked("job.archived", archived)
     subject = job_subject(*key)
-    stop_time = float(key.start_time + duration)
+    start_time, stop_time = float(key.start_time), float(key.start_time + duration)
+    started_id, stopped_id, archived_id = _event_ids(key, _JOB_KINDS)
+    # Event(id, type, subject, data, version, time, source) directly: new_event's keyword handling
+    # was a quarter of building an event.
     events = [
-        new_event("job.started", subject, started, id=import_event_id(key, "started"), source=source,
-                  at=float(key.start_time)),
-        new_event("job.stopped", subject, stopped, id=import_event_id(key, "stopped"), source=source, at=stop_time),
-        new_event("job.archived", subject, archived, id=import_event_id(key, "archived"), source=source,
-                  at=stop_time),
+        Event(started_id, "job.started", subject, started, 1, start_time, source),
+        Event(stopped_id, "job.stopped", subject, stopped, 1, stop_time, source),
+        Event(archived_id, "job.archived", subject, archived, 1, stop_time, source),
     ]
     return JobEvents(key, events, problems)
 

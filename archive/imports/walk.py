@@ -2,6 +2,10 @@
 
 Reading and appending overlap: while the log commits one batch (one transaction, one fsync), the
 next batch is read and converted. A broken entry is reported and counted; the walk goes on.
+
+Everything here holds the GIL but file reads and SQLite's own work, so the import's pace is its
+CPU time per job: each step is kept cheap (see filewalk and jobjson), and threads are only used
+where they wait on I/O.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from archive.backends.file import FileArchive
 from archive.backends.protocol import ArchiveBackend, ArchiveEntry, ArchiveError
+from archive.imports.filewalk import iter_file_entries
+from archive.imports.footprint import FootprintRules
 from archive.imports.report import ImportReport, append_jobs
 from archive.jobjson import ARCHIVE_SOURCE, MetaError, events_from_meta
 from archive.paths import VERSION, InvalidName
@@ -22,30 +29,31 @@ from streams.events import Event
 from streams.log import EventLog
 
 Progress = Callable[[int], None]
-MetricConfig = Sequence[Mapping[str, Any]] | None
 _PROGRESS_EVERY = 256
 
 
 class MetricConfigs:
-    """Each subcluster's effective metricConfig, computed once (footprint and energy metrics)."""
+    """Each subcluster's footprint and energy metrics from its effective metricConfig, worked out once."""
 
     def __init__(self, backend: ArchiveBackend, report: ImportReport) -> None:
         self.registry = ClusterRegistry()
-        self._cache: dict[tuple[str, str], MetricConfig] = {}
+        self._cache: dict[tuple[str, str], FootprintRules] = {}
         for name in backend.clusters():
             try:
                 self.registry.add(backend.load_cluster(name))
             except (ArchiveError, ClusterConfigError, InvalidName) as exc:
                 report.error(f"cluster {name}: {exc} (its jobs get the default footprint metrics)")
 
-    def get(self, cluster: str, subcluster: str) -> MetricConfig:
+    def get(self, cluster: str, subcluster: str) -> FootprintRules:
         key = (cluster, subcluster)
-        if key not in self._cache:
+        rules = self._cache.get(key)
+        if rules is None:
             try:
-                self._cache[key] = self.registry.metric_config(cluster, subcluster)
+                config: Sequence[Mapping[str, Any]] | None = self.registry.metric_config(cluster, subcluster)
             except KeyError:
-                self._cache[key] = None  # unknown cluster or subcluster: default footprint metrics
-        return self._cache[key]
+                config = None  # unknown cluster or subcluster: default footprint metrics
+            rules = self._cache[key] = FootprintRules.of(config)
+        return rules
 
 
 def check_version(backend: ArchiveBackend) -> None:
@@ -53,6 +61,13 @@ def check_version(backend: ArchiveBackend) -> None:
     found = backend.version()
     if found != VERSION:
         raise ArchiveError(f"{backend!r}: archive version {found}, this program reads version {VERSION}")
+
+
+def entries(backend: ArchiveBackend) -> Iterator[ArchiveEntry]:
+    """The backend's job entries; a file archive's read by whole directories (see filewalk)."""
+    if type(backend) is FileArchive:  # a subclass may read differently
+        return iter_file_entries(backend)
+    return backend.iter_jobs()
 
 
 def job_events(
@@ -111,7 +126,7 @@ def import_archive(
     pending: Future[None] | None = None
     batch: list[list[Event]] = []
     with gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="import-append") as appender:
-        for entry in backend.iter_jobs():
+        for entry in entries(backend):
             report.seen += 1
             events = job_events(backend, entry, configs, report)
             if events is not None:

@@ -6,7 +6,7 @@ means adding an entry here; rebuild, verify and time travel then work for it unc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -14,24 +14,25 @@ from typing import Protocol
 from api.config import Settings
 from replay.bulk import JobDatabaseBulkLoader
 from replay.dump import TableSpec
+from replay.pages import Page
 from streams.log import StoredEvent
 
 
 class BulkLoader(Protocol):
-    """Fills a fresh database file from stored events, checkpoint committed with each load."""
+    """Fills a database file from stored events; `finish` stores them with their checkpoint."""
 
     name: str
 
     def checkpoint(self) -> int:
-        """Position of the last loaded event."""
+        """Position of the last event stored in the file."""
         ...
 
-    def load(self, records: list[StoredEvent]) -> None:
-        """Apply the events and store the last one's position, in one transaction."""
+    def load(self, records: Page | Sequence[StoredEvent]) -> None:
+        """Apply the events (what is applied may stay in memory until `finish`)."""
         ...
 
     def finish(self) -> None:
-        """Build whatever was deferred during the load (indexes)."""
+        """Store everything loaded and its last position, then build what was deferred (indexes)."""
         ...
 
     def close(self) -> None:

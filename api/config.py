@@ -13,8 +13,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from metricstore.http_source import ExternalMetricStore
-from metricstore.settings import MetricStoreSettings
+from metricstore.settings import ExternalMetricStore, MetricStoreSettings
 from streams.settings import EventLogSettings, IntakeSettings
 
 

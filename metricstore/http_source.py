@@ -8,23 +8,13 @@ from typing import Any, cast
 import httpx
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
 from metricstore.clusters import Catalogue
 from metricstore.health import State
 from metricstore.jobdata import JobDataRequest, metric_entry, series_entry
 from metricstore.resample import lttb
+from metricstore.settings import ExternalMetricStore
 from metricstore.source import JobData, build_plans
-
-
-class ExternalMetricStore(BaseModel):
-    """One entry of cc-backend's `metric-store-external`: which clusters/subclusters it serves."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    scope: str = Field("*", description="Cluster or subcluster name served by this store, or '*' for any.")
-    url: str = Field(description="Base URL, e.g. http://host:8082 (the API lives under /api/).")
-    token: str = Field("", description="JWT sent as `Authorization: Bearer`.")
 
 
 class MetricStoreHttpError(RuntimeError):

@@ -197,3 +197,13 @@ class MetricStoreSettings(_DurationsChecked):
     def memory_cap_bytes(self) -> int:
         """The memory cap in bytes (0 = unlimited)."""
         return int(self.memory_cap * 1024**3)
+
+
+class ExternalMetricStore(BaseModel):
+    """One entry of cc-backend's `metric-store-external`: which clusters/subclusters it serves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    scope: str = Field("*", description="Cluster or subcluster name served by this store, or '*' for any.")
+    url: str = Field(description="Base URL, e.g. http://host:8082 (the API lives under /api/).")
+    token: str = Field("", description="JWT sent as `Authorization: Bearer`.")

@@ -110,7 +110,7 @@ def _models(names: list[str]) -> list[ReadModel]:
 def _summary(result: Rebuilt) -> str:
     rows = ", ".join(f"{t} {n:,}" for t, n in result.rows.items() if n and not t.startswith("ccstream_"))
     return (f"{result.model}: replayed {result.events:,} events in {result.seconds:.1f} s "
-            f"({result.rate:,.0f} events/s); integrity ok, checkpoint {result.position:,}; rows: {rows or 'none'}")
+            f"({result.rate:,.0f} events/s); quick check ok, checkpoint {result.position:,}; rows: {rows or 'none'}")
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> None:

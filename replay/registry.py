@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Protocol
 
 from api.config import Settings
-from replay.bulk import JobDatabaseBulkLoader
 from replay.dump import TableSpec
 from replay.pages import Page
 from streams.log import StoredEvent
@@ -81,12 +80,20 @@ JOBDB_TABLES: Mapping[str, TableSpec] = {
     "ccstream_parked_stop": TableSpec(key=("event_id",)),
 }
 
+def _job_database_loader(path: Path, page_size: int | None) -> BulkLoader:
+    """The job database's bulk loader, imported on use: it needs SQLAlchemy, which the commands that
+    only list the read models (every `ccstream` start builds its argument parser) should not load."""
+    from replay.bulk import JobDatabaseBulkLoader
+
+    return JobDatabaseBulkLoader(path, page_size=page_size)
+
+
 READ_MODELS: dict[str, ReadModel] = {
     "jobdb": ReadModel(
         name="jobdb",
         help="the job database (jobs, tags, users, nodes) at main.db",
         db_path=lambda settings: Path(settings.main.db),
-        loader=lambda path, page_size: JobDatabaseBulkLoader(path, page_size=page_size),
+        loader=_job_database_loader,
         tables=JOBDB_TABLES,
     ),
 }

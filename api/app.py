@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.bootstrap import Services
+from api.direct import DirectDispatch, direct_routes
 from api.errors import install_error_handlers
 from api.metricstore_routes import build_metricstore_router
 from api.responses import JSON
@@ -45,7 +46,8 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     install_error_handlers(app)
     api_auth = services.auth.dependency("api")
     admin_auth = services.auth.dependency("admin")
-    app.include_router(jobs.build_router(api_auth))
+    job_routes = jobs.build_router(api_auth)
+    app.include_router(job_routes)
     app.include_router(edits.build_router(api_auth))
     app.include_router(clusters.build_router(api_auth))
     app.include_router(users.build_router(admin_auth))
@@ -55,6 +57,10 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     if services.metric_store is not None:
         # cc-backend embeds cc-metric-store's API at the same paths, behind the `api` role like the job routes.
         app.include_router(build_metricstore_router(services.metric_store, api_auth))
+
+    # Start and stop are the hot path: dispatched straight to their endpoints (see api.direct).
+    direct = direct_routes(job_routes.routes, jobs.DIRECT_OPERATIONS)
+    app.add_middleware(DirectDispatch, routes=direct, authenticate=api_auth)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

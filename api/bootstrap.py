@@ -202,6 +202,7 @@ def build_archiver(settings: Settings, services: Services) -> None:
     agent = Archiver(
         services.log, services.archive, services.metric_source, services.clusters, services.agent_state,
         max_attempts=settings.archiver.max_attempts, backoff=settings.archiver.retry_backoff,
+        give_way_to=services.intake.busy,
     )
     services.archiver = AgentRunner(services.log, agent, batch_size=100, on_idle=agent.retry_due,
                                     types={"job.stopped"})

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 AGENT = "archiver"
 SOURCE = "agent:archiver"
+#: Longest wait, in seconds, between archiving a job and reporting it (jobs of one batch are reported together).
+REPORT_EVERY = 1.0
+#: Longest wait, in seconds, of one job for the intake to fall quiet (see Archiver.give_way_to).
+GIVE_WAY = 0.02
 
 
 class MetricConfigs(Protocol):
@@ -104,6 +108,7 @@ class Archiver:
         max_attempts: int = 5,
         backoff: float = 30.0,
         clock: Callable[[], float] = time.time,
+        give_way_to: Callable[[], bool] | None = None,
     ) -> None:
         self.log = log_
         self.archive = archive
@@ -113,42 +118,69 @@ class Archiver:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.clock = clock
+        #: True while latency-critical work (the intake) is running; each job then waits for it, up to
+        #: GIVE_WAY seconds. All agents share one interpreter lock, and a scheduler waits for its
+        #: start/stop answer while nobody waits for an archive entry; the bound keeps archiving going
+        #: (at least 1/GIVE_WAY jobs per second) under sustained intake.
+        self.give_way_to = give_way_to
         self._configs: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
 
     def checkpoint(self) -> int:
         return self.state.checkpoint(self.name)
 
     def apply(self, events: Sequence[Event]) -> None:
+        """Archive the batch's stopped jobs, report them in one append, then move the checkpoint.
+
+        Reports go out together, at most REPORT_EVERY seconds apart, not one append per job: each
+        append is a commit of the log and a wake-up of every agent, and jobs without much data are
+        archived at the intake's pace. A crash before an append archives those jobs again (same
+        files, same event ids): idempotent."""
+        reports: list[Event] = []
         upserts: list[Pending] = []
+        report_at = time.monotonic() + REPORT_EVERY
         for event in events:
-            if event.type == "job.stopped":
-                pending = self._attempt(event, 1)
-                if pending is not None:
-                    upserts.append(pending)
+            if event.type != "job.stopped":
+                continue
+            self._give_way()
+            report, pending = self._attempt(event, 1)
+            reports.extend([report] if report else [])
+            upserts.extend([pending] if pending else [])
+            if reports and time.monotonic() >= report_at:
+                self.log.append(reports)
+                reports, report_at = [], time.monotonic() + REPORT_EVERY
+        self.log.append(reports)
         self.state.commit(self.name, events[-1].position, upserts)
+
+    def _give_way(self) -> None:
+        if self.give_way_to is None:
+            return
+        until = time.monotonic() + GIVE_WAY
+        while self.give_way_to() and time.monotonic() < until:
+            time.sleep(GIVE_WAY / 10)
 
     def retry_due(self) -> None:
         """Try again what failed before and is due now."""
         for pending in self.state.pending(self.name, due_before=self.clock()):
             stop = self.log.get(pending.cause_id)
-            retry = None if stop is None else self._attempt(stop, pending.attempt + 1)
+            report, retry = (None, None) if stop is None else self._attempt(stop, pending.attempt + 1)
+            self.log.append([report] if report else [])
             self.state.commit(self.name, None, [retry] if retry else [], [] if retry else [pending.subject])
 
     # -- one job ---------------------------------------------------------------------------------
 
-    def _attempt(self, stop: Event, attempt: int) -> Pending | None:
-        """Archive the job of a stop event; returns the retry to schedule, if any."""
+    def _attempt(self, stop: Event, attempt: int) -> tuple[Event | None, Pending | None]:
+        """Archive the job of a stop event: the event reporting the outcome (none when the job is not
+        to be archived) and the retry to schedule, if any."""
         history = self.log.read_subject(stop.subject)
         if not self._wanted(history):
-            return None
+            return None, None
         try:
             payload = self._archive(history)
         except Exception as exc:
             return self._failed(stop, attempt, exc)
         event = new_event("job.archived", stop.subject, payload, id=derived_event_id(SOURCE, stop.id),
                           source=SOURCE, causation_id=stop.id)
-        self.log.append([event])
-        return None
+        return event, None
 
     @staticmethod
     def _wanted(history: Sequence[Event]) -> bool:
@@ -181,16 +213,15 @@ class Archiver:
                 return []
         return config
 
-    def _failed(self, stop: Event, attempt: int, exc: Exception) -> Pending | None:
+    def _failed(self, stop: Event, attempt: int, exc: Exception) -> tuple[Event, Pending | None]:
         reason = f"{type(exc).__name__}: {exc}"
         final = attempt >= self.max_attempts
         event = new_event(
             "job.archiving_failed", stop.subject, {"reason": reason[:2000], "attempt": attempt, "final": final},
             id=derived_event_id(SOURCE, stop.id, "failed", attempt), source=SOURCE, causation_id=stop.id,
         )
-        self.log.append([event])
         log.warning("archiving %s failed (attempt %d of %d): %s", stop.subject, attempt, self.max_attempts, reason)
         if final:
-            return None
+            return event, None
         due = self.clock() + min(self.backoff * 2 ** (attempt - 1), 3600.0)
-        return Pending(stop.subject, stop.id, attempt, due, reason)
+        return event, Pending(stop.subject, stop.id, attempt, due, reason)

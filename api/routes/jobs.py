@@ -28,6 +28,8 @@ from streams.ingest.outcomes import Rejected
 from streams.ingest.requests import normalise_job_state
 
 JOB_STATES = set(JobState.__args__)  # type: ignore[attr-defined]
+#: Routes served by `api.direct.DirectDispatch`: their endpoints take only the request, behind the `api` role.
+DIRECT_OPERATIONS = {"start_job", "start_job_put", "stop_job", "stop_job_put"}
 LIST_PARAMS = {"state", "cluster", "project", "user", "start-time", "page", "items-per-page", "with-metadata"}
 
 

@@ -41,6 +41,8 @@ class JobFamily:
     parked: dict[str, Event] = field(default_factory=dict)
     event_ids: set[str] = field(default_factory=set)
     positions: dict[str, int] = field(default_factory=dict)
+    #: (type, subject) of every event id, to answer a redelivered request from the family alone.
+    kinds: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: How often each subject's job was deleted: a run started again after that is a new generation.
     deletions: dict[str, int] = field(default_factory=dict)
 
@@ -70,6 +72,7 @@ class JobFamily:
     def apply(self, event: Event) -> None:
         self.event_ids.add(event.id)
         self.positions[event.id] = event.position or 0
+        self.kinds[event.id] = (event.type, event.subject)
         run = self.runs.get(event.subject)
         if event.type == "job.started":
             self.runs[event.subject] = JobRun(event.subject, event)

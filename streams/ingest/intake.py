@@ -58,6 +58,11 @@ class JobIntake:
         self.clusters = clusters
         self.settings = settings or IntakeSettings()
         self._locks = KeyedLocks()
+        self._in_flight = 0
+
+    def busy(self) -> bool:
+        """Whether a start or stop is being decided right now (background agents give way then)."""
+        return self._in_flight > 0
 
     def _family(self, cluster: str, job_id: int) -> JobFamily:
         """What the log says about one scheduler job id (read under that id's lock)."""
@@ -73,6 +78,13 @@ class JobIntake:
         `event_id` overrides the content-derived id, for transports that name their messages (a
         JetStream `Nats-Msg-Id`): a redelivery of the same message is then answered `repeated`.
         """
+        self._in_flight += 1
+        try:
+            return await self._start_job(body, source, event_id)
+        finally:
+            self._in_flight -= 1
+
+    async def _start_job(self, body: bytes | str | dict[str, Any], source: str, event_id: str | None) -> Accepted:
         try:
             request = parse_start(body)
         except InvalidRequest as exc:
@@ -159,6 +171,13 @@ class JobIntake:
 
         `event_id` (see `start_job`) names the stop or parked-stop event this request makes.
         """
+        self._in_flight += 1
+        try:
+            return await self._stop_job(body, source, event_id)
+        finally:
+            self._in_flight -= 1
+
+    async def _stop_job(self, body: bytes | str | dict[str, Any], source: str, event_id: str | None) -> Accepted:
         try:
             request = parse_stop(body)
         except InvalidRequest as exc:
@@ -169,11 +188,17 @@ class JobIntake:
             raise NotFound(f"finding job failed: no such cluster: {request.cluster}")
         clusters = [request.cluster] if request.cluster else self.clusters.names()
         async with self._locks.hold(request.jobId):
-            if event_id is not None and (known := self.log.get(event_id)) is not None:
+            # A named request seen before is answered as before. With the cluster given, every event
+            # the request can have made is in that cluster's family, read below anyway.
+            if event_id is not None and request.cluster is None and (known := self.log.get(event_id)) is not None:
                 return Accepted(known.subject, known.position or 0, repeated=True,
                                 parked=known.type == "job.stop_parked")
             for cluster in clusters:
                 family = self._family(cluster, request.jobId)
+                if event_id is not None and event_id in family.kinds:
+                    kind, subject = family.kinds[event_id]
+                    return Accepted(subject, family.positions[event_id], repeated=True,
+                                    parked=kind == "job.stop_parked")
                 run = family.run_to_stop(request.startTime)
                 if run is not None:
                     return await self._stop_run(family, run.subject, request, source, event_id)

@@ -23,6 +23,7 @@ from typing import Any
 from streams.events import Event
 from streams.events.codec import decode_data, encode_data
 from streams.log.protocol import AppendResult, LogClosed, StoredEvent
+from streams.log.tail import RecentEvents
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,13 @@ _INSERT = (
     "INSERT INTO events (id, type, version, subject, time, source, causation_id, data, recorded_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
+_INSERT_AT = (
+    "INSERT INTO events (position, id, type, version, subject, time, source, causation_id, data, recorded_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _MAX_GROUP = 1024
+#: Ids per duplicate lookup, well under SQLite's limit on bound parameters.
+_LOOKUP_CHUNK = 500
 _POLL_SECONDS = 0.25
 
 
@@ -71,6 +78,14 @@ def _row_to_event(row: tuple[Any, ...]) -> Event:
         causation_id=causation_id,
         position=int(position),
         recorded_at=float(recorded_at),
+    )
+
+
+def _row_of(event: Event) -> tuple[Any, ...]:
+    """An event's stored columns from `id` to `causation_id` and `data` (position and time added by the writer)."""
+    return (
+        event.id, event.type, event.version, event.subject, event.time, event.source, event.causation_id,
+        encode_data(event.data),
     )
 
 
@@ -97,6 +112,8 @@ class SQLiteEventLog:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._changed = threading.Condition()
         self._head = self._read_head(self._writer)
+        #: What this handle wrote lately, for in-process agents (guarded by `_changed`).
+        self._recent = RecentEvents()
         self._closed = False
         self._thread = threading.Thread(target=self._write_loop, name="event-log-writer", daemon=True)
         self._thread.start()
@@ -137,6 +154,62 @@ class SQLiteEventLog:
             self._write_group(group)
 
     def _write_group(self, group: list[_Request]) -> None:
+        """Write and commit a group. Fast path: positions assigned here, duplicates found by one
+        lookup, all rows in one `executemany`: a handful of SQLite calls per group instead of several
+        per event, which matters because each call gives up the GIL and must win it back. If the
+        group fails as a whole, it is written again request by request so one bad request fails alone."""
+        encoded: list[list[tuple[Any, ...]] | BaseException] = []
+        for request in group:
+            try:
+                encoded.append([_row_of(event) for event in request.events])
+            except Exception as exc:  # an unencodable payload fails its own request only
+                encoded.append(exc)
+        conn = self._writer
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            head = self._read_head(conn)
+            known = self._positions_of(conn, [row[0] for rows in encoded if isinstance(rows, list) for row in rows])
+            outcomes: list[list[AppendResult] | BaseException] = []
+            fresh: list[tuple[Any, ...]] = []
+            stored: list[Event] = []
+            now = time.time()
+            for request, rows in zip(group, encoded, strict=True):
+                if isinstance(rows, BaseException):
+                    outcomes.append(rows)
+                    continue
+                results = []
+                for event, row in zip(request.events, rows, strict=True):
+                    position = known.get(row[0])
+                    if position is not None:
+                        results.append(AppendResult(position, True))
+                        continue
+                    head += 1
+                    known[row[0]] = head
+                    fresh.append((head, *row, now))
+                    stored.append(event.recorded(head, now))
+                    results.append(AppendResult(head, False))
+                outcomes.append(results)
+            conn.executemany(_INSERT_AT, fresh)
+            conn.execute("COMMIT")
+        except Exception:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._write_group_isolated(group)
+            return
+        self._finish(group, outcomes, head, stored)
+
+    @staticmethod
+    def _positions_of(conn: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
+        """Stored positions of those ids that are already in the log."""
+        known: dict[str, int] = {}
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            chunk = ids[start:start + _LOOKUP_CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            known.update(conn.execute(f"SELECT id, position FROM events WHERE id IN ({marks})", chunk).fetchall())
+        return known
+
+    def _write_group_isolated(self, group: list[_Request]) -> None:
+        """The slow path: one savepoint per request, so a request that cannot be stored fails alone."""
         conn = self._writer
         outcomes: list[list[AppendResult] | BaseException] = []
         try:
@@ -159,9 +232,19 @@ class SQLiteEventLog:
             for request in group:
                 request.done.set_exception(exc)
             return
-        head = self._read_head(conn)
+        self._finish(group, outcomes, self._read_head(conn), None)
+
+    def _finish(
+        self, group: list[_Request], outcomes: list[list[AppendResult] | BaseException], head: int,
+        stored: list[Event] | None,
+    ) -> None:
+        """Publish the new head and events (None: not known here), then answer every request of the group."""
         with self._changed:
-            self._head = head
+            if stored is None:
+                self._recent.clear()
+            else:
+                self._recent.extend(stored)
+            self._head = max(self._head, head)
             self._changed.notify_all()
         for request, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, BaseException):
@@ -198,12 +281,20 @@ class SQLiteEventLog:
         return int(row[0])
 
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        with self._changed:
+            recent = self._recent.after(after, limit)
+        if recent:
+            return recent
         rows = self._reader().execute(
             f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
         )
         return [_row_to_event(row) for row in rows]
 
     def read_types(self, types: Collection[str], after: int = 0, limit: int = 1000) -> list[Event]:
+        with self._changed:
+            recent = self._recent.of_types(types, after, limit)
+        if recent:
+            return recent
         wanted = sorted(set(types))
         marks = ", ".join("?" for _ in wanted)
         rows = self._reader().execute(
@@ -258,10 +349,13 @@ class SQLiteEventLog:
                 remaining = deadline - time.monotonic()
                 if self._head > after or self._closed or remaining <= 0:
                     return self._head
-                # Poll the file now and then: another process (the CLI) may have appended.
-                self._changed.wait(min(remaining, _POLL_SECONDS))
-            if self.head() > after:
-                return self.head()
+                # Our own writer notifies; only a wait that times out polls the file, for appends by
+                # another process (the CLI).
+                if self._changed.wait(min(remaining, _POLL_SECONDS)):
+                    continue
+            head = self.head()
+            if head > after:
+                return head
 
     def close(self) -> None:
         if self._closed:

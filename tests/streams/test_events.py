@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 
 from streams.events import PAYLOADS, derived_event_id, job_subject, parse_job_subject, partition_key
 from streams.events.codec import decode_event, encode_event
+from streams.events.envelope import EVENT_ID_NAMESPACE
 from streams.events.payloads import UnknownEventType, validate_payload
 from streams.events.upcasters import UPCASTERS, upcast
 
@@ -67,6 +69,14 @@ def test_derived_ids_are_deterministic_and_distinct() -> None:
     assert derived_event_id("a", 1) == derived_event_id("a", 1)
     assert derived_event_id("a", 1) != derived_event_id("a", 2)
     assert derived_event_id("ab", "c") != derived_event_id("a", "bc")
+
+
+@pytest.mark.parametrize("parts", [("a", 1), ("job.started", "job/fritz/1/1700000000", "e3b0c442"), ("ü€\x1f", -7, ""),
+                                   (), ("x" * 5000,)])
+def test_derived_ids_are_uuid5_of_the_joined_parts(parts: tuple[object, ...]) -> None:
+    """Ids already in logs were made by uuid.uuid5; every later id for the same cause must match them."""
+    expected = str(uuid.uuid5(EVENT_ID_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+    assert derived_event_id(*parts) == expected
 
 
 def test_job_subjects() -> None:

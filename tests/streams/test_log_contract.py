@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -203,3 +203,75 @@ def test_read_prefix_stored_matches_read_prefix(log: EventLog) -> None:
     stored = log.read_prefix_stored("job/c/1/")
     assert [s.position for s in stored] == [1, 3]
     assert [s.event() for s in stored] == log.read_prefix("job/c/1/")
+
+
+def test_sqlite_bad_requests_fail_alone_in_a_group(tmp_path: Path) -> None:
+    """Concurrent appends are committed together; one that cannot be stored (a payload JSON cannot hold,
+    a NULL where a column needs a value) fails with its own error and takes nothing else down."""
+    import dataclasses
+
+    log = SQLiteEventLog(tmp_path / "events.db")
+    unencodable = ev(id_="bad-payload", value={1, 2})
+    null_type = dataclasses.replace(ev(id_="bad-column"), type=None)  # type: ignore[arg-type]
+
+    async def run() -> list[list[int] | BaseException]:
+        requests = [[ev(id_=f"good-{i}")] for i in range(40)]
+        requests.insert(10, [ev(id_="before-bad-payload"), unencodable])
+        requests.insert(25, [null_type])
+        answers = await asyncio.gather(*(log.append_async(r) for r in requests), return_exceptions=True)
+        return [a if isinstance(a, BaseException) else [r.position for r in a] for a in answers]
+
+    try:
+        answers = asyncio.run(run())
+        assert isinstance(answers[10], TypeError) and isinstance(answers[25], Exception)
+        good = [p for i, a in enumerate(answers) if i not in (10, 25) for p in a]  # type: ignore[union-attr]
+        assert sorted(good) == list(range(1, 41))
+        assert log.head() == 40
+        stored = {e.id for e in log.read(0, 100)}
+        assert stored == {f"good-{i}" for i in range(40)}, "an append is all or nothing"
+    finally:
+        log.close()
+
+
+def test_sqlite_two_handles_interleaving_keep_positions_dense(tmp_path: Path) -> None:
+    """Another process (the CLI) may append to the same file: positions stay unique and gap-free."""
+    path = tmp_path / "events.db"
+    server, cli = SQLiteEventLog(path), SQLiteEventLog(path)
+    try:
+        positions = []
+        for i in range(20):
+            positions += [r.position for r in server.append([ev(id_=f"s{i}"), ev(id_=f"s{i}b")])]
+            positions += [r.position for r in cli.append([ev(id_=f"c{i}")])]
+            assert cli.append([ev(id_=f"s{i}")])[0] == (positions[-3], True)
+        assert sorted(positions) == list(range(1, 61))
+    finally:
+        cli.close()
+        server.close()
+
+
+def test_sqlite_reads_see_another_handles_appends_between_its_own(tmp_path: Path) -> None:
+    """Reads served from the writer's memory of recent events must not hide what another process wrote:
+    a consumer reading on from its last position gets every event once, in order."""
+    path = tmp_path / "events.db"
+    server, cli = SQLiteEventLog(path), SQLiteEventLog(path)
+
+    def consume(read: Callable[[int], list[Event]], after: int) -> list[str]:
+        seen: list[str] = []
+        while batch := read(after):
+            seen += [e.id for e in batch]
+            after = batch[-1].position or 0
+        return seen
+
+    try:
+        server.append([ev(id_="s1"), ev(id_="s2", type_="job.stopped")])
+        cli.append([ev(id_="c1", type_="job.stopped")])
+        server.append([ev(id_="s3"), ev(id_="s4", type_="job.stopped")])
+        cli.append([ev(id_="c2", type_="job.stopped")])
+        expected = ["s1", "s2", "c1", "s3", "s4", "c2"]
+        for after in range(6):
+            assert consume(lambda a: server.read(a, 2), after) == expected[after:]
+            stops = [i for i in expected[after:] if i in ("s2", "c1", "s4", "c2")]
+            assert consume(lambda a: server.read_types({"job.stopped"}, a, 100), after) == stops
+    finally:
+        cli.close()
+        server.close()

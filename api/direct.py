@@ -1,0 +1,71 @@
+"""Direct dispatch of the intake routes: the scheduler adapters' hot path, served without FastAPI's
+per-request machinery.
+
+Start and stop requests arrive by the thousand per second and their endpoints take nothing but the
+request. FastAPI would still route them through its exception middleware, an exit stack per request,
+dependency solving and the endpoint wrapper: measured, two thirds of the event loop's CPU per
+request. This middleware looks up (method, path) in a table and calls the very endpoint functions
+the routes are declared with (they stay in the router, so OpenAPI documents them as before), after
+the same authentication dependency, answering errors in the same shape as the app's handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.errors import ApiError, error_response
+
+log = logging.getLogger(__name__)
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+Authenticate = Callable[[Request], Awaitable[Any]]
+
+
+def direct_routes(routes: Iterable[Any], operation_ids: set[str]) -> dict[tuple[str, str], Endpoint]:
+    """(method, path) → endpoint for the routes with those operation ids (plain paths, no parameters)."""
+    table: dict[tuple[str, str], Endpoint] = {}
+    for route in routes:
+        if not isinstance(route, APIRoute) or route.operation_id not in operation_ids:
+            continue
+        if route.param_convertors:
+            raise ValueError(f"route {route.path} has path parameters; it cannot be dispatched directly")
+        for method in route.methods or ():
+            table[(method, route.path)] = route.endpoint
+    missing = operation_ids - {r.operation_id for r in routes if isinstance(r, APIRoute)}
+    if missing:
+        raise ValueError(f"no routes with operation ids {sorted(missing)}")
+    return table
+
+
+class DirectDispatch:
+    """ASGI middleware: requests matching the table go straight to their endpoint, all others on."""
+
+    def __init__(self, app: ASGIApp, *, routes: dict[tuple[str, str], Endpoint], authenticate: Authenticate) -> None:
+        self.app = app
+        self.routes = routes
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = None
+        if scope["type"] == "http":
+            endpoint = self.routes.get((scope["method"], scope["path"]))
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            await self.authenticate(request)
+            response = await endpoint(request)
+        except ApiError as exc:
+            response = error_response(exc.status, exc.message)
+        except Exception as exc:  # the app's catch-all answers the same way
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            response = error_response(500, f"internal error: {type(exc).__name__}")
+        await response(scope, receive, send)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +60,32 @@ _LOOKUP_CHUNK = 500
 _POLL_SECONDS = 0.25
 
 
+Outcome = list[AppendResult] | BaseException
+
+
 @dataclass
 class _Request:
+    """One append: a thread waits on `done`, a coroutine on `awaited` (a future of `loop`)."""
+
     events: Sequence[Event]
-    done: concurrent.futures.Future[list[AppendResult]] = field(default_factory=concurrent.futures.Future)
+    done: concurrent.futures.Future[list[AppendResult]] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    awaited: asyncio.Future[list[AppendResult]] | None = None
+
+
+def _settle(future: concurrent.futures.Future[list[AppendResult]] | asyncio.Future[list[AppendResult]],
+            outcome: Outcome) -> None:
+    if future.done():  # an awaiting coroutine was cancelled; the append stands all the same
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _settle_all(answers: list[tuple[asyncio.Future[list[AppendResult]], Outcome]]) -> None:
+    for future, outcome in answers:
+        _settle(future, outcome)
 
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:
@@ -121,20 +144,32 @@ class SQLiteEventLog:
     # -- appending -------------------------------------------------------------------------------
 
     def append(self, events: Sequence[Event]) -> list[AppendResult]:
-        return self._submit(events).result()
+        if not events:
+            return self._refuse_if_closed([])
+        request = _Request(list(events), done=concurrent.futures.Future())
+        self._submit(request)
+        assert request.done is not None
+        return request.done.result()
 
     async def append_async(self, events: Sequence[Event]) -> list[AppendResult]:
-        return await asyncio.wrap_future(self._submit(events))
+        """Append without blocking the loop. The writer answers on the caller's loop itself, once per
+        group (not a concurrent future, its lock and a callback per request)."""
+        if not events:
+            return self._refuse_if_closed([])
+        loop = asyncio.get_running_loop()
+        request = _Request(list(events), loop=loop, awaited=loop.create_future())
+        self._submit(request)
+        assert request.awaited is not None
+        return await request.awaited
 
-    def _submit(self, events: Sequence[Event]) -> concurrent.futures.Future[list[AppendResult]]:
+    def _refuse_if_closed(self, result: list[AppendResult]) -> list[AppendResult]:
         if self._closed:
             raise LogClosed("event log is closed")
-        request = _Request(list(events))
-        if not request.events:
-            request.done.set_result([])
-            return request.done
+        return result
+
+    def _submit(self, request: _Request) -> None:
+        self._refuse_if_closed([])
         self._queue.put(request)
-        return request.done
 
     def _write_loop(self) -> None:
         while True:
@@ -167,9 +202,9 @@ class SQLiteEventLog:
         conn = self._writer
         try:
             conn.execute("BEGIN IMMEDIATE")
-            head = self._read_head(conn)
-            known = self._positions_of(conn, [row[0] for rows in encoded if isinstance(rows, list) for row in rows])
-            outcomes: list[list[AppendResult] | BaseException] = []
+            ids = [row[0] for rows in encoded if isinstance(rows, list) for row in rows]
+            head, known = self._head_and_known(conn, ids)
+            outcomes: list[Outcome] = []
             fresh: list[tuple[Any, ...]] = []
             stored: list[Event] = []
             now = time.time()
@@ -199,19 +234,25 @@ class SQLiteEventLog:
         self._finish(group, outcomes, head, stored)
 
     @staticmethod
-    def _positions_of(conn: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
-        """Stored positions of those ids that are already in the log."""
-        known: dict[str, int] = {}
-        for start in range(0, len(ids), _LOOKUP_CHUNK):
+    def _head_and_known(conn: sqlite3.Connection, ids: list[str]) -> tuple[int, dict[str, int]]:
+        """The head, and the stored positions of those ids already in the log: one query per 500 ids."""
+        head, known = 0, {}
+        for start in range(0, max(len(ids), 1), _LOOKUP_CHUNK):
             chunk = ids[start:start + _LOOKUP_CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            known.update(conn.execute(f"SELECT id, position FROM events WHERE id IN ({marks})", chunk).fetchall())
-        return known
+            parts = [f"SELECT id, position FROM events WHERE id IN ({', '.join('?' for _ in chunk)})"] if chunk else []
+            if start == 0:
+                parts.append("SELECT NULL, COALESCE(MAX(position), 0) FROM events")
+            for id_, position in conn.execute(" UNION ALL ".join(parts), chunk):
+                if id_ is None:
+                    head = position
+                else:
+                    known[id_] = position
+        return head, known
 
     def _write_group_isolated(self, group: list[_Request]) -> None:
         """The slow path: one savepoint per request, so a request that cannot be stored fails alone."""
         conn = self._writer
-        outcomes: list[list[AppendResult] | BaseException] = []
+        outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             now = time.time()
@@ -229,13 +270,12 @@ class SQLiteEventLog:
             log.exception("event log commit failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for request in group:
-                request.done.set_exception(exc)
+            self._answer(group, [exc] * len(group))
             return
         self._finish(group, outcomes, self._read_head(conn), None)
 
     def _finish(
-        self, group: list[_Request], outcomes: list[list[AppendResult] | BaseException], head: int,
+        self, group: list[_Request], outcomes: list[Outcome], head: int,
         stored: list[Event] | None,
     ) -> None:
         """Publish the new head and events (None: not known here), then answer every request of the group."""
@@ -246,11 +286,21 @@ class SQLiteEventLog:
                 self._recent.extend(stored)
             self._head = max(self._head, head)
             self._changed.notify_all()
+        self._answer(group, outcomes)
+
+    @staticmethod
+    def _answer(group: list[_Request], outcomes: Sequence[Outcome]) -> None:
+        """Threads are woken one by one; coroutines with one call per event loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[AppendResult]], Outcome]]] = {}
         for request, outcome in zip(group, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                request.done.set_exception(outcome)
-            else:
-                request.done.set_result(outcome)
+            if request.done is not None:
+                _settle(request.done, outcome)
+            elif request.loop is not None and request.awaited is not None:
+                by_loop.setdefault(request.loop, []).append((request.awaited, outcome))
+        for loop, answers in by_loop.items():
+            # The loop may have closed meanwhile (its server stopped); nobody is left to answer then.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_all, answers)
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, event: Event, now: float) -> AppendResult:

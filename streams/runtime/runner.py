@@ -196,15 +196,13 @@ class AgentRunner:
             self._progress.notify_all()
             ready = [w for w in self._async_waiters if w[0] <= position]
             self._async_waiters = [w for w in self._async_waiters if w[0] > position]
-        for _, loop, future in ready:
-            _resolve_threadsafe(loop, future)
+        _resolve_threadsafe(ready)
 
     def _wake_all(self) -> None:
         with self._progress:
             waiters, self._async_waiters = self._async_waiters, []
             self._progress.notify_all()
-        for _, loop, future in waiters:
-            _resolve_threadsafe(loop, future)
+        _resolve_threadsafe(waiters)
 
     # -- waiting (read-your-writes) ---------------------------------------------------------------
 
@@ -246,13 +244,19 @@ class AgentRunner:
         )
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
-def _resolve_threadsafe(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
-    # The waiter's loop may have closed meanwhile (its request was cancelled); nothing to wake then.
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(_resolve, future)
+def _resolve_threadsafe(waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
+    """Wake the waiters with one call per event loop (each call writes to the loop's wake-up pipe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for _, loop, future in waiters:
+        by_loop.setdefault(loop, []).append(future)
+    for loop, futures in by_loop.items():
+        # The waiter's loop may have closed meanwhile (its request was cancelled); nothing to wake then.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, futures)
 

@@ -7,14 +7,34 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from api.bootstrap import Services
-from api.direct import DirectDispatch, direct_routes
+from api.direct import Authenticate, DirectDispatch, Endpoint, direct_routes
 from api.errors import install_error_handlers
 from api.metricstore_routes import build_metricstore_router
 from api.responses import JSON
 from api.routes import admin, clusters, edits, jobs, nodes, rejected, users
 from api.scheduler import start_maintenance, stop_maintenance
+
+
+class _App(FastAPI):
+    """FastAPI with a direct lane (api.direct) in front of its whole middleware stack.
+
+    In front, not among the user middlewares: FastAPI's own outer layers (server-error wrapper,
+    telemetry, body limit) cost more per request than the lane's endpoints leave to save. The lane
+    answers its own errors, including unexpected ones, in cc-backend's shape.
+    """
+
+    #: (method, path) → endpoint, and the authentication they all pass; set before the app first serves.
+    direct: tuple[dict[tuple[str, str], Endpoint], Authenticate] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if self.direct is None:
+            return stack
+        routes, authenticate = self.direct
+        return DirectDispatch(stack, routes=routes, authenticate=authenticate)
 
 
 def create_app(services: Services, *, dev: bool = False) -> FastAPI:
@@ -32,7 +52,7 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
         await services.stop_ingest()
         services.close()
 
-    app = FastAPI(
+    app = _App(
         title="ccstream REST API",
         version="1.0.0",
         description="ClusterCockpit-compatible job API of ccstream.",
@@ -59,8 +79,7 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
         app.include_router(build_metricstore_router(services.metric_store, api_auth))
 
     # Start and stop are the hot path: dispatched straight to their endpoints (see api.direct).
-    direct = direct_routes(job_routes.routes, jobs.DIRECT_OPERATIONS)
-    app.add_middleware(DirectDispatch, routes=direct, authenticate=api_auth)
+    app.direct = (direct_routes(job_routes.routes, jobs.DIRECT_OPERATIONS), api_auth)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

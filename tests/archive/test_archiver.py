@@ -212,3 +212,47 @@ def test_skips_jobs_without_monitoring_and_imported_jobs(tmp_path: Path, store: 
                                     {"jobState": "completed", "stopTime": START + 60, "duration": 60})])
     AgentRunner(log, make_archiver(tmp_path, log, InProcessMetricSource(store), fritz, clock)).run_until_caught_up()
     assert of_type(log, "job.archived") == [] and of_type(log, "job.archiving_failed") == []
+
+
+def test_gives_way_to_a_busy_intake_but_never_stops(tmp_path: Path, store: MetricStore, fritz: dict[str, Any],
+                                                   clock: Clock) -> None:
+    """While the intake is busy each job waits, at most GIVE_WAY seconds; once it is quiet, none waits."""
+    import time
+
+    from archive.archiver import GIVE_WAY
+
+    log = MemoryEventLog()
+    for job_id in (1, 2, 3):
+        run_job(log, fritz, job_id)
+    asked: list[float] = []
+
+    def always_busy() -> bool:
+        asked.append(time.monotonic())
+        return True
+
+    archiver = make_archiver(tmp_path, log, InProcessMetricSource(store), fritz, clock, give_way_to=always_busy)
+    began = time.monotonic()
+    AgentRunner(log, archiver).run_until_caught_up()
+    assert len(of_type(log, "job.archived")) == 3, "a busy intake slows archiving, never stops it"
+    assert time.monotonic() - began >= 3 * GIVE_WAY
+    assert asked
+
+    log2 = MemoryEventLog()
+    run_job(log2, fritz)
+    calls: list[bool] = []
+    quiet = make_archiver(tmp_path / "quiet", log2, InProcessMetricSource(store), fritz, clock,
+                          give_way_to=lambda: calls.append(False) or False)
+    AgentRunner(log2, quiet).run_until_caught_up()
+    assert len(of_type(log2, "job.archived")) == 1 and calls == [False]
+
+
+def test_reports_a_batch_in_one_append(tmp_path: Path, store: MetricStore, fritz: dict[str, Any],
+                                       clock: Clock) -> None:
+    log = MemoryEventLog()
+    for job_id in range(1, 6):
+        run_job(log, fritz, job_id)
+    head = log.head()
+    AgentRunner(log, make_archiver(tmp_path, log, InProcessMetricSource(store), fritz, clock)).run_until_caught_up()
+    reports = of_type(log, "job.archived")
+    assert len(reports) == 5 and [e.position for e in reports] == list(range(head + 1, head + 6))
+    assert len({e.recorded_at for e in reports}) == 1, "one append for the batch"

@@ -8,7 +8,8 @@ so concurrent requests for one job are serialised while different jobs proceed a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import orjson
@@ -64,6 +65,14 @@ class JobIntake:
         """Whether a start or stop is being decided right now (background agents give way then)."""
         return self._in_flight > 0
 
+    @contextmanager
+    def _deciding(self) -> Iterator[None]:
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+
     def _family(self, cluster: str, job_id: int) -> JobFamily:
         """What the log says about one scheduler job id (read under that id's lock)."""
         return JobFamily.fold_stored(self.log.read_prefix_stored(job_family_prefix(cluster, job_id)))
@@ -78,11 +87,8 @@ class JobIntake:
         `event_id` overrides the content-derived id, for transports that name their messages (a
         JetStream `Nats-Msg-Id`): a redelivery of the same message is then answered `repeated`.
         """
-        self._in_flight += 1
-        try:
+        with self._deciding():
             return await self._start_job(body, source, event_id)
-        finally:
-            self._in_flight -= 1
 
     async def _start_job(self, body: bytes | str | dict[str, Any], source: str, event_id: str | None) -> Accepted:
         try:
@@ -171,11 +177,8 @@ class JobIntake:
 
         `event_id` (see `start_job`) names the stop or parked-stop event this request makes.
         """
-        self._in_flight += 1
-        try:
+        with self._deciding():
             return await self._stop_job(body, source, event_id)
-        finally:
-            self._in_flight -= 1
 
     async def _stop_job(self, body: bytes | str | dict[str, Any], source: str, event_id: str | None) -> Accepted:
         try:

@@ -118,7 +118,7 @@ class Archiver:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.clock = clock
-        #: True while latency-critical work (the intake) is running; each job then waits for it, up to
+        #: True while latency-critical work (an intake burst) is running; each job then waits for it, up to
         #: GIVE_WAY seconds. All agents share one interpreter lock, and a scheduler waits for its
         #: start/stop answer while nobody waits for an archive entry; the bound keeps archiving going
         #: (at least 1/GIVE_WAY jobs per second) under sustained intake.

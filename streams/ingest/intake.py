@@ -38,6 +38,10 @@ class Clusters(Protocol):
     def get(self, name: str) -> dict[str, Any] | None: ...
 
 
+#: Requests decided at once from which the intake counts as busy (see JobIntake.busy).
+BURST = 4
+
+
 def _content_hash(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -62,8 +66,9 @@ class JobIntake:
         self._in_flight = 0
 
     def busy(self) -> bool:
-        """Whether a start or stop is being decided right now (background agents give way then)."""
-        return self._in_flight > 0
+        """Whether starts and stops arrive in a burst (several decided at once): background agents give
+        way then. A lone request at a time leaves the machine room for them."""
+        return self._in_flight >= BURST
 
     @contextmanager
     def _deciding(self) -> Iterator[None]:

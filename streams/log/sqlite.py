@@ -186,7 +186,11 @@ class SQLiteEventLog:
                     self._queue.put(None)
                     break
                 group.append(nxt)
-            self._write_group(group)
+            try:
+                self._write_group(group)
+            except Exception as exc:  # the writer must outlive any failure: nobody may wait forever
+                log.exception("event log writer failed on a group of %d appends", len(group))
+                self._answer(group, [exc] * len(group))
 
     def _write_group(self, group: list[_Request]) -> None:
         """Write and commit a group. Fast path: positions assigned here, duplicates found by one
@@ -228,7 +232,8 @@ class SQLiteEventLog:
             conn.execute("COMMIT")
         except Exception:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # the slow path reports what is wrong
+                    conn.execute("ROLLBACK")
             self._write_group_isolated(group)
             return
         self._finish(group, outcomes, head, stored)

@@ -13,14 +13,14 @@ from api.errors import ApiError, install_error_handlers
 from api.responses import JSON
 
 
-def _app(calls: list[str]) -> FastAPI:
+def _app(calls: list[str], max_body: int = 1024) -> FastAPI:
     router = APIRouter()
 
     @router.post("/hot/", operation_id="hot")
     @router.put("/hot/", operation_id="hot_put")
     async def hot(request: Request) -> JSON:
-        calls.append(request.method)
         body = await request.body()
+        calls.append(request.method)
         if body == b"refuse":
             raise ApiError(422, "refused on purpose")
         if body == b"crash":
@@ -36,7 +36,7 @@ def _app(calls: list[str]) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.add_middleware(DirectDispatch, routes=direct_routes(router.routes, {"hot", "hot_put"}),
-                       authenticate=authenticate)
+                       authenticate=authenticate, max_body=max_body)
     return app
 
 
@@ -60,6 +60,19 @@ def test_errors_answer_in_cc_backends_shape() -> None:
         crashed = http.post("/hot/", content=b"crash", headers=ok)
         assert (crashed.status_code, crashed.json()) == (500, {"status": "Internal Server Error",
                                                               "error": "internal error: RuntimeError"})
+
+
+def test_oversized_bodies_are_refused_with_413_before_the_endpoint_gets_them() -> None:
+    calls: list[str] = []
+    with TestClient(_app(calls, max_body=1024), raise_server_exceptions=False) as http:
+        ok = {"x-auth-token": "good"}
+        declared = http.post("/hot/", content=b"x" * 1025, headers=ok)
+        assert (declared.status_code, declared.json()) == (413, {"status": "Request Entity Too Large",
+                                                                "error": "request body larger than 1024 bytes"})
+        streamed = http.post("/hot/", content=iter([b"x" * 600, b"x" * 600]), headers=ok)  # chunked, no length
+        assert streamed.status_code == 413
+        assert http.post("/hot/", content=b"x" * 1024, headers=ok).status_code == 201
+        assert calls == ["POST"]
 
 
 def test_other_methods_and_paths_go_through_fastapi() -> None:

@@ -21,9 +21,9 @@ from api.scheduler import start_maintenance, stop_maintenance
 class _App(FastAPI):
     """FastAPI with a direct lane (api.direct) in front of its whole middleware stack.
 
-    In front, not among the user middlewares: FastAPI's own outer layers (server-error wrapper,
-    telemetry, body limit) cost more per request than the lane's endpoints leave to save. The lane
-    answers its own errors, including unexpected ones, in cc-backend's shape.
+    In front, not among the user middlewares, which come after FastAPI's own outer layers (server
+    error wrapper, telemetry, body limit): the lane's requests skip those too. It answers its own
+    errors, unexpected ones included, in cc-backend's shape, and limits its bodies itself.
     """
 
     #: (method, path) → endpoint, and the authentication they all pass; set before the app first serves.

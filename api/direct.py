@@ -25,10 +25,11 @@ from api.errors import ApiError, error_response
 log = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+Authenticate = Callable[[Request], Awaitable[Any]]
+
 #: Largest start/stop body accepted: a start of a 10,000-node job with hardware threads listed and a
 #: job script is a few MB; anything this size is an error or an attack, refused before it fills memory.
 MAX_BODY = 64 * 1024 * 1024
-Authenticate = Callable[[Request], Awaitable[Any]]
 
 
 def direct_routes(routes: Iterable[Any], operation_ids: set[str]) -> dict[tuple[str, str], Endpoint]:

@@ -39,7 +39,6 @@ class JobFamily:
 
     runs: dict[str, JobRun] = field(default_factory=dict)
     parked: dict[str, Event] = field(default_factory=dict)
-    event_ids: set[str] = field(default_factory=set)
     positions: dict[str, int] = field(default_factory=dict)
     #: (type, subject) of every event id, to answer a redelivered request from the family alone.
     kinds: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -70,7 +69,6 @@ class JobFamily:
         return family
 
     def apply(self, event: Event) -> None:
-        self.event_ids.add(event.id)
         self.positions[event.id] = event.position or 0
         self.kinds[event.id] = (event.type, event.subject)
         run = self.runs.get(event.subject)

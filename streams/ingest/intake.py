@@ -106,7 +106,7 @@ class JobIntake:
             family = self._family(payload["cluster"], payload["jobId"])
             generation = family.generation(subject)
             event_id = event_id or _run_event_id("job.started", subject, generation, _content_hash(payload))
-            if event_id in family.event_ids:
+            if event_id in family.kinds:
                 return Accepted(subject, family.positions[event_id], repeated=True)
             conflict = family.conflicting_run(payload["startTime"], self.settings.duplicate_window)
             if conflict is not None:

@@ -211,6 +211,7 @@ class SQLiteEventLog:
             outcomes: list[Outcome] = []
             fresh: list[tuple[Any, ...]] = []
             stored: list[Event] = []
+            sizes: list[int] = []
             now = time.time()
             for request, rows in zip(group, encoded, strict=True):
                 if isinstance(rows, BaseException):
@@ -226,6 +227,7 @@ class SQLiteEventLog:
                     known[row[0]] = head
                     fresh.append((head, *row, now))
                     stored.append(event.recorded(head, now))
+                    sizes.append(len(row[-1]))
                     results.append(AppendResult(head, False))
                 outcomes.append(results)
             conn.executemany(_INSERT_AT, fresh)
@@ -236,7 +238,7 @@ class SQLiteEventLog:
                     conn.execute("ROLLBACK")
             self._write_group_isolated(group)
             return
-        self._finish(group, outcomes, head, stored)
+        self._finish(group, outcomes, head, (stored, sizes))
 
     @staticmethod
     def _head_and_known(conn: sqlite3.Connection, ids: list[str]) -> tuple[int, dict[str, int]]:
@@ -281,14 +283,14 @@ class SQLiteEventLog:
 
     def _finish(
         self, group: list[_Request], outcomes: list[Outcome], head: int,
-        stored: list[Event] | None,
+        stored: tuple[list[Event], list[int]] | None,
     ) -> None:
-        """Publish the new head and events (None: not known here), then answer every request of the group."""
+        """Publish the new head and events with their sizes (None: not known here), then answer the group."""
         with self._changed:
             if stored is None:
                 self._recent.clear()
             else:
-                self._recent.extend(stored)
+                self._recent.extend(*stored)
             self._head = max(self._head, head)
             self._changed.notify_all()
         self._answer(group, outcomes)

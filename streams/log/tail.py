@@ -16,29 +16,49 @@ from streams.events import Event
 
 
 class RecentEvents:
-    """A dense run of the newest stored events (positions p, p+1, ...), at least `capacity` of them."""
+    """A dense run of the newest stored events (positions p, p+1, ...), bounded by count and bytes.
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self.capacity = capacity
+    At least the newest event is always held; beyond it, at most `max_events` events and
+    `max_bytes` of encoded payload (large starts, with every hardware thread of a big job listed,
+    would otherwise pin megabytes each).
+    """
+
+    def __init__(self, max_events: int = 4096, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self.max_events = max_events
+        self.max_bytes = max_bytes
         self._events: list[Event] = []
+        self._sizes: list[int] = []
+        self._offset = 0  # entries before it are dropped, compacted away in halves
+        self._bytes = 0
 
     @property
     def first(self) -> int | None:
         """Position of the oldest event held, None when empty."""
-        return self._events[0].position if self._events else None
+        return self._events[self._offset].position if self._offset < len(self._events) else None
 
-    def extend(self, events: list[Event]) -> None:
-        """Add newly committed events (with positions); a gap before them starts a new run."""
+    def extend(self, events: list[Event], sizes: list[int]) -> None:
+        """Add newly committed events (with positions) and their encoded sizes; a gap starts a new run."""
         if not events:
             return
-        if self._events and self._events[-1].position != (events[0].position or 0) - 1:
-            self._events.clear()
+        if self._offset < len(self._events) and self._events[-1].position != (events[0].position or 0) - 1:
+            self.clear()
         self._events.extend(events)
-        if len(self._events) > 2 * self.capacity:  # trimmed in halves: amortised O(1) per event
-            del self._events[: len(self._events) - self.capacity]
+        self._sizes.extend(sizes)
+        self._bytes += sum(sizes)
+        while len(self._events) - self._offset > 1 and (
+            len(self._events) - self._offset > self.max_events or self._bytes > self.max_bytes
+        ):
+            self._bytes -= self._sizes[self._offset]
+            self._offset += 1
+        if self._offset > len(self._events) // 2:
+            del self._events[: self._offset]
+            del self._sizes[: self._offset]
+            self._offset = 0
 
     def clear(self) -> None:
         self._events.clear()
+        self._sizes.clear()
+        self._offset = self._bytes = 0
 
     def after(self, position: int, limit: int) -> list[Event] | None:
         """Up to `limit` events after `position`; None unless the next one is held here."""
@@ -62,9 +82,10 @@ class RecentEvents:
         return found
 
     def _index_after(self, position: int) -> int | None:
-        if not self._events:
+        first = self.first
+        if first is None:
             return None
-        start = position + 1 - (self._events[0].position or 0)
-        if start < 0 or start >= len(self._events):
+        start = self._offset + position + 1 - first
+        if start < self._offset or start >= len(self._events):
             return None
         return start

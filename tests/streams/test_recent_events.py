@@ -12,7 +12,7 @@ def stored(position: int, type_: str = "job.started") -> Event:
 
 def test_serves_events_after_a_position_it_holds() -> None:
     recent = RecentEvents()
-    recent.extend([stored(p) for p in range(5, 10)])
+    recent.extend([stored(p) for p in range(5, 10)], [10] * 5)
     assert [e.position for e in recent.after(4, 100) or []] == [5, 6, 7, 8, 9]
     assert [e.position for e in recent.after(6, 2) or []] == [7, 8]
     assert recent.after(3, 10) is None, "position 4 is not held: the caller reads the file"
@@ -21,8 +21,8 @@ def test_serves_events_after_a_position_it_holds() -> None:
 
 def test_a_gap_starts_a_new_run() -> None:
     recent = RecentEvents()
-    recent.extend([stored(1), stored(2)])
-    recent.extend([stored(5), stored(6)])  # 3 and 4 were written by another process
+    recent.extend([stored(1), stored(2)], [10, 10])
+    recent.extend([stored(5), stored(6)], [10, 10])  # 3 and 4 were written by another process
     assert recent.first == 5
     assert recent.after(2, 10) is None
     assert [e.position for e in recent.after(4, 10) or []] == [5, 6]
@@ -30,17 +30,22 @@ def test_a_gap_starts_a_new_run() -> None:
 
 def test_of_types_filters_and_stops_at_the_limit() -> None:
     recent = RecentEvents()
-    recent.extend([stored(p, "job.stopped" if p % 2 else "job.started") for p in range(1, 11)])
+    recent.extend([stored(p, "job.stopped" if p % 2 else "job.started") for p in range(1, 11)], [10] * 10)
     assert [e.position for e in recent.of_types({"job.stopped"}, 0, 3) or []] == [1, 3, 5]
     assert [e.position for e in recent.of_types({"job.stopped"}, 9, 3) or []] == []
     assert recent.of_types({"job.stopped"}, 10, 3) is None
 
 
-def test_keeps_at_least_its_capacity_and_trims_the_oldest() -> None:
-    recent = RecentEvents(capacity=4)
+def test_keeps_the_newest_within_its_count_and_byte_bounds() -> None:
+    recent = RecentEvents(max_events=4, max_bytes=1000)
     for p in range(1, 21):
-        recent.extend([stored(p)])
-    assert recent.first is not None and 20 - recent.first + 1 >= 4
+        recent.extend([stored(p)], [10])
+    assert recent.first == 17
     assert [e.position for e in recent.after(16, 10) or []] == [17, 18, 19, 20]
+    assert recent.after(15, 10) is None
+    recent.extend([stored(21), stored(22)], [600, 600])
+    assert recent.first == 22, "bytes bound: only the newest large event stays"
+    recent.extend([stored(23)], [5000])
+    assert recent.first == 23, "the newest event is held even when it alone is over the bound"
     recent.clear()
-    assert recent.after(19, 10) is None
+    assert recent.after(22, 10) is None

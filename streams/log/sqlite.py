@@ -144,8 +144,9 @@ class SQLiteEventLog:
     # -- appending -------------------------------------------------------------------------------
 
     def append(self, events: Sequence[Event]) -> list[AppendResult]:
+        self._check_open()
         if not events:
-            return self._refuse_if_closed([])
+            return []
         request = _Request(list(events), done=concurrent.futures.Future())
         self._submit(request)
         assert request.done is not None
@@ -154,21 +155,21 @@ class SQLiteEventLog:
     async def append_async(self, events: Sequence[Event]) -> list[AppendResult]:
         """Append without blocking the loop. The writer answers on the caller's loop itself, once per
         group (not a concurrent future, its lock and a callback per request)."""
+        self._check_open()
         if not events:
-            return self._refuse_if_closed([])
+            return []
         loop = asyncio.get_running_loop()
         request = _Request(list(events), loop=loop, awaited=loop.create_future())
         self._submit(request)
         assert request.awaited is not None
         return await request.awaited
 
-    def _refuse_if_closed(self, result: list[AppendResult]) -> list[AppendResult]:
+    def _check_open(self) -> None:
         if self._closed:
             raise LogClosed("event log is closed")
-        return result
 
     def _submit(self, request: _Request) -> None:
-        self._refuse_if_closed([])
+        self._check_open()
         self._queue.put(request)
 
     def _write_loop(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,17 @@ def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventLog]:
     impl: EventLog = SQLiteEventLog(tmp_path / "events.db") if request.param == "sqlite" else MemoryEventLog()
     yield impl
     impl.close()
+
+
+@contextmanager
+def two_handles(path: Path) -> Iterator[tuple[SQLiteEventLog, SQLiteEventLog]]:
+    """The server's log and a second handle on the same file, as another process (the CLI) opens it."""
+    server, cli = SQLiteEventLog(path), SQLiteEventLog(path)
+    try:
+        yield server, cli
+    finally:
+        cli.close()
+        server.close()
 
 
 def ev(subject: str = "job/c/1/100", type_: str = "job.deleted", id_: str | None = None, **data: object) -> Event:
@@ -154,15 +166,10 @@ def test_sqlite_log_survives_reopen(tmp_path: Path) -> None:
 
 
 def test_sqlite_log_sees_appends_of_another_process_handle(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
-    server, cli = SQLiteEventLog(path), SQLiteEventLog(path)
-    try:
+    with two_handles(tmp_path / "events.db") as (server, cli):
         cli.append([ev(id_="from-cli")])
         assert server.wait(0, timeout=2) == 1
         assert server.read()[0].id == "from-cli"
-    finally:
-        cli.close()
-        server.close()
 
 
 def test_sqlite_log_file_is_durable_before_ack(tmp_path: Path) -> None:
@@ -235,25 +242,18 @@ def test_sqlite_bad_requests_fail_alone_in_a_group(tmp_path: Path) -> None:
 
 def test_sqlite_two_handles_interleaving_keep_positions_dense(tmp_path: Path) -> None:
     """Another process (the CLI) may append to the same file: positions stay unique and gap-free."""
-    path = tmp_path / "events.db"
-    server, cli = SQLiteEventLog(path), SQLiteEventLog(path)
-    try:
+    with two_handles(tmp_path / "events.db") as (server, cli):
         positions = []
         for i in range(20):
             positions += [r.position for r in server.append([ev(id_=f"s{i}"), ev(id_=f"s{i}b")])]
             positions += [r.position for r in cli.append([ev(id_=f"c{i}")])]
             assert cli.append([ev(id_=f"s{i}")])[0] == (positions[-3], True)
         assert sorted(positions) == list(range(1, 61))
-    finally:
-        cli.close()
-        server.close()
 
 
 def test_sqlite_reads_see_another_handles_appends_between_its_own(tmp_path: Path) -> None:
     """Reads served from the writer's memory of recent events must not hide what another process wrote:
     a consumer reading on from its last position gets every event once, in order."""
-    path = tmp_path / "events.db"
-    server, cli = SQLiteEventLog(path), SQLiteEventLog(path)
 
     def consume(read: Callable[[int], list[Event]], after: int) -> list[str]:
         seen: list[str] = []
@@ -262,7 +262,7 @@ def test_sqlite_reads_see_another_handles_appends_between_its_own(tmp_path: Path
             after = batch[-1].position or 0
         return seen
 
-    try:
+    with two_handles(tmp_path / "events.db") as (server, cli):
         server.append([ev(id_="s1"), ev(id_="s2", type_="job.stopped")])
         cli.append([ev(id_="c1", type_="job.stopped")])
         server.append([ev(id_="s3"), ev(id_="s4", type_="job.stopped")])
@@ -272,6 +272,3 @@ def test_sqlite_reads_see_another_handles_appends_between_its_own(tmp_path: Path
             assert consume(lambda a: server.read(a, 2), after) == expected[after:]
             stops = [i for i in expected[after:] if i in ("s2", "c1", "s4", "c2")]
             assert consume(lambda a: server.read_types({"job.stopped"}, a, 100), after) == stops
-    finally:
-        cli.close()
-        server.close()

@@ -71,6 +71,31 @@ class JobDatabaseProjection:
         while len(self._recent_ids) > _RECENT_IDS:
             self._recent_ids.popitem(last=False)
 
+    def _recordable_together(self, events: Sequence[Event], index: int) -> Sequence[Event]:
+        """The run of starts and stops from `index` on that may be written all starts first, then all stops:
+        each job started and stopped at most once in it, a stop never before its own start, and the
+        handlers still the standard ones (a swapped handler, as in tests, gets every event itself)."""
+        if (self.handlers.get("job.started") is not jobs.record_job_start
+                or self.handlers.get("job.stopped") is not jobs.record_job_stop):
+            return events[index:index + 1]
+        started: set[str] = set()
+        stopped: set[str] = set()
+        end = index
+        while end < len(events):
+            event = events[end]
+            if not jobs.can_record_together(event):
+                break
+            if event.type == "job.started":
+                if event.subject in started or event.subject in stopped:
+                    break
+                started.add(event.subject)
+            else:
+                if event.subject in stopped:
+                    break
+                stopped.add(event.subject)
+            end += 1
+        return events[index:max(end, index + 1)]
+
     def _apply_in(self, conn: Connection, events: Sequence[Event]) -> Sequence[Event]:
         # The stored checkpoint, read under the write lock, decides: `replay rebuild` may have swapped
         # the file's content between the runner's read of a batch and this commit.
@@ -81,9 +106,18 @@ class JobDatabaseProjection:
         first = events[0].position
         if first is not None and first != stored + 1:
             raise StaleBatch(f"{self.name} stands at position {stored}; a batch from {first} would leave a gap")
-        for event in events:
+        index = 0
+        while index < len(events):
+            together = self._recordable_together(events, index)
+            if len(together) > 1:
+                jobs.record_job_starts(conn, [e for e in together if e.type == "job.started"])
+                jobs.record_job_stops(conn, [e for e in together if e.type == "job.stopped"])
+                index += len(together)
+                continue
+            event = events[index]
             handler = self.handlers.get(event.type)
             if handler is not None:
                 handler(conn, event)
+            index += 1
         conn.exec_driver_sql(_WRITE_CHECKPOINT, (self.name, events[-1].position or 0))
         return events

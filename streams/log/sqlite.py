@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
@@ -50,17 +51,36 @@ _INSERT = (
     "INSERT INTO events (id, type, version, subject, time, source, causation_id, data, recorded_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
-_INSERT_AT = (
-    "INSERT INTO events (position, id, type, version, subject, time, source, causation_id, data, recorded_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 _MAX_GROUP = 1024
-#: Ids per duplicate lookup, well under SQLite's limit on bound parameters.
-_LOOKUP_CHUNK = 500
+#: Rows per INSERT statement: 9 parameters each, well under SQLite's limit of 32,766.
+_ROWS_PER_INSERT = 1024
+#: Parameters per row of the group INSERT: its ordinal in the group, then `_row_of`'s eight columns.
+_ROW_PARAMS = 9
 _POLL_SECONDS = 0.25
 
 
 Outcome = list[AppendResult] | BaseException
+
+
+def _bucket(count: int) -> int:
+    """The power of two at or above `count`: group statements come in few sizes and stay prepared."""
+    return 1 << (count - 1).bit_length()
+
+
+@functools.cache
+def _insert_new_sql(rows: int) -> str:
+    """INSERT of up to `rows` rows (ordinal, id, type, version, subject, time, source, causation_id, data;
+    padding rows are all NULL), skipping ids already stored, numbering the others densely after the head
+    in ordinal order and inserting them in that order. The first parameter is `recorded_at`."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT INTO events (position, id, type, version, subject, time, source, causation_id, data, recorded_at)"
+        " SELECT (SELECT COALESCE(MAX(position), 0) FROM events) + row_number() OVER (ORDER BY v.column1),"
+        " v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9, ?"
+        f" FROM (VALUES {values}) AS v"
+        " WHERE v.column2 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.id = v.column2)"
+        " ORDER BY v.column1"
+    )
 
 
 @dataclass
@@ -194,68 +214,86 @@ class SQLiteEventLog:
                 self._answer(group, [exc] * len(group))
 
     def _write_group(self, group: list[_Request]) -> None:
-        """Write and commit a group. Fast path: positions assigned here, duplicates found by one
-        lookup, all rows in one `executemany`: a handful of SQLite calls per group instead of several
-        per event, which matters because each call gives up the GIL and must win it back. If the
-        group fails as a whole, it is written again request by request so one bad request fails alone."""
+        """Write and commit a group. Fast path: the whole group is one INSERT statement that skips ids
+        already stored and numbers the new rows densely after the head, committed on its own (autocommit),
+        so a group costs one SQLite call. Every call gives up the interpreter lock and must win it back
+        from the event loop; on a busy server that, not SQLite, is what a group costs. If the group fails
+        as a whole, it is written again request by request so one bad request fails alone."""
         encoded: list[list[tuple[Any, ...]] | BaseException] = []
         for request in group:
             try:
                 encoded.append([_row_of(event) for event in request.events])
             except Exception as exc:  # an unencodable payload fails its own request only
                 encoded.append(exc)
-        conn = self._writer
+        distinct: dict[str, tuple[Any, ...]] = {}
+        for rows in encoded:
+            if isinstance(rows, list):
+                for row in rows:
+                    distinct.setdefault(row[0], row)
+        now = time.time()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            ids = [row[0] for rows in encoded if isinstance(rows, list) for row in rows]
-            head, known = self._head_and_known(conn, ids)
-            outcomes: list[Outcome] = []
-            fresh: list[tuple[Any, ...]] = []
-            stored: list[Event] = []
-            sizes: list[int] = []
-            now = time.time()
-            for request, rows in zip(group, encoded, strict=True):
-                if isinstance(rows, BaseException):
-                    outcomes.append(rows)
-                    continue
-                results = []
-                for event, row in zip(request.events, rows, strict=True):
-                    position = known.get(row[0])
-                    if position is not None:
-                        results.append(AppendResult(position, True))
-                        continue
-                    head += 1
-                    known[row[0]] = head
-                    fresh.append((head, *row, now))
-                    stored.append(event.recorded(head, now))
-                    sizes.append(len(row[-1]))
-                    results.append(AppendResult(head, False))
-                outcomes.append(results)
-            conn.executemany(_INSERT_AT, fresh)
-            conn.execute("COMMIT")
+            positions = self._insert_new(self._writer, list(distinct.values()), now)
         except Exception:
-            if conn.in_transaction:
+            if self._writer.in_transaction:
                 with contextlib.suppress(sqlite3.Error):  # the slow path reports what is wrong
-                    conn.execute("ROLLBACK")
+                    self._writer.execute("ROLLBACK")
             self._write_group_isolated(group)
             return
+        outcomes: list[Outcome] = []
+        stored: list[Event] = []
+        sizes: list[int] = []
+        for request, rows in zip(group, encoded, strict=True):
+            if isinstance(rows, BaseException):
+                outcomes.append(rows)
+                continue
+            results = []
+            for event, row in zip(request.events, rows, strict=True):
+                position, fresh = positions[row[0]]
+                results.append(AppendResult(position, not fresh))
+                if fresh:
+                    positions[row[0]] = (position, False)  # a second copy in this group is a duplicate
+                    stored.append(event.recorded(position, now))
+                    sizes.append(len(row[-1]))
+            outcomes.append(results)
+        # New rows were numbered in the order of their first copy in the group, so `stored` ascends.
+        head = (stored[-1].position or 0) if stored else 0
         self._finish(group, outcomes, head, (stored, sizes))
 
     @staticmethod
-    def _head_and_known(conn: sqlite3.Connection, ids: list[str]) -> tuple[int, dict[str, int]]:
-        """The head, and the stored positions of those ids already in the log: one query per 500 ids."""
-        head, known = 0, {}
-        for start in range(0, max(len(ids), 1), _LOOKUP_CHUNK):
-            chunk = ids[start:start + _LOOKUP_CHUNK]
-            parts = [f"SELECT id, position FROM events WHERE id IN ({', '.join('?' for _ in chunk)})"] if chunk else []
-            if start == 0:
-                parts.append("SELECT NULL, COALESCE(MAX(position), 0) FROM events")
-            for id_, position in conn.execute(" UNION ALL ".join(parts), chunk):
-                if id_ is None:
-                    head = position
-                else:
-                    known[id_] = position
-        return head, known
+    def _insert_new(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], now: float) -> dict[str, tuple[int, bool]]:
+        """Insert the rows whose ids are not stored yet; {id: (position, newly inserted)} for every row.
+
+        Up to `_ROWS_PER_INSERT` rows are one autocommit statement (atomic and, with `synchronous=FULL`,
+        durable when it returns); more are several statements in one transaction. The new rows of a
+        statement are numbered in order after the head, so the last one is its `lastrowid`.
+        """
+        positions: dict[str, tuple[int, bool]] = {}
+        if not rows:
+            return positions
+        chunks = [rows[i:i + _ROWS_PER_INSERT] for i in range(0, len(rows), _ROWS_PER_INSERT)]
+        if len(chunks) > 1:
+            conn.execute("BEGIN IMMEDIATE")
+        for chunk in chunks:
+            size = _bucket(len(chunk))
+            params: list[Any] = [now]
+            for ordinal, row in enumerate(chunk):
+                params.append(ordinal)
+                params.extend(row)
+            params.extend([None] * (_ROW_PARAMS * (size - len(chunk))))
+            cursor = conn.execute(_insert_new_sql(size), params)
+            inserted, last = cursor.rowcount, cursor.lastrowid or 0
+            if inserted == len(chunk):
+                first = last - inserted + 1
+                positions.update((row[0], (first + i, True)) for i, row in enumerate(chunk))
+            else:  # some were stored before: ask where everything is
+                old_head = last - inserted if inserted > 0 else None
+                ids = [row[0] for row in chunk]
+                marks = ", ".join("?" for _ in ids)
+                for id_, position in conn.execute(f"SELECT id, position FROM events WHERE id IN ({marks})", ids):
+                    positions[id_] = (position, old_head is not None and position > old_head)
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+        return positions
 
     def _write_group_isolated(self, group: list[_Request]) -> None:
         """The slow path: one savepoint per request, so a request that cannot be stored fails alone."""

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, text
 
+from projections import jobs
 from projections.db import writer_engine
 from projections.jobdb import HANDLERS, JobDatabaseProjection
 from streams.events import PAYLOADS, Event, new_event
@@ -202,3 +203,65 @@ def test_final_archiving_failure_marks_the_job(engine: Engine, feed: Feed) -> No
     assert rows(engine, "SELECT monitoring_status FROM job") == [{"monitoring_status": 1}]
     feed(("job.archiving_failed", SUBJECT, {"reason": "x", "attempt": 5, "final": True}))
     assert rows(engine, "SELECT monitoring_status FROM job") == [{"monitoring_status": 2}]
+
+
+def _mixed_batch() -> list[tuple[str, str, dict[str, Any]]]:
+    """Starts and stops the projection writes together, interleaved with events it must write one by one."""
+    subjects = [f"job/fritz/{n}/{1675954353 + n}" for n in range(1, 9)]
+    return [
+        ("job.started", subjects[0], started(subjects[0])),
+        ("job.started", subjects[1], started(subjects[1])),
+        ("job.stopped", subjects[0], {"jobState": "completed", "stopTime": 1675958000, "duration": 3646}),
+        ("job.started", subjects[2], started(subjects[2], tags=[{"type": "app", "name": "vasp", "scope": "global"}])),
+        ("job.stopped", subjects[2], {"jobState": "failed", "stopTime": 1675958000, "duration": 3644}),
+        ("job.metadata_updated", subjects[1], {"key": "issues", "value": "slow"}),
+        ("job.started", subjects[3], started(subjects[3])),
+        ("job.stopped", subjects[3], {"jobState": "timeout", "stopTime": 1675958000, "duration": 3643}),
+        ("job.deleted", subjects[3], {}),
+        ("job.started", subjects[3], started(subjects[3], project="again")),
+        ("job.started", subjects[4], started(subjects[4])),
+        ("job.stopped", subjects[4], {"jobState": "cancelled", "stopTime": 1675958000, "duration": 3642}),
+        ("job.stopped", subjects[1], {"jobState": "completed", "stopTime": 1675958000, "duration": 3645}),
+    ]
+
+
+def _job_table(engine: Engine) -> list[dict[str, Any]]:
+    return rows(engine, "SELECT * FROM job ORDER BY id")
+
+
+def test_batch_written_together_equals_events_written_one_by_one(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    written_together: list[int] = []
+    record_job_starts = jobs.record_job_starts
+
+    def counting(conn: Any, events: Sequence[Event]) -> None:
+        written_together.append(len(events))
+        record_job_starts(conn, events)
+
+    monkeypatch.setattr(jobs, "record_job_starts", counting)
+    one_by_one = writer_engine(tmp_path / "single.db")
+    together = writer_engine(tmp_path / "batch.db")
+    try:
+        single, batched = Feed(JobDatabaseProjection(one_by_one)), Feed(JobDatabaseProjection(together))
+        for spec in _mixed_batch():
+            single(spec)
+        batched(*_mixed_batch())
+        # Written together: s1, s2 (and s1's stop); s4 with its stop; s4 again after its deletion, s5 (stops too).
+        assert written_together == [2, 1, 2]
+        assert _job_table(together) == _job_table(one_by_one)
+        assert len(_job_table(together)) == 5
+        tags = "SELECT job_id, tag_id FROM jobtag ORDER BY job_id"
+        assert rows(together, tags) == rows(one_by_one, tags) != []
+    finally:
+        one_by_one.dispose()
+        together.dispose()
+
+
+def test_starts_written_together_report_their_database_ids(engine: Engine, projection: JobDatabaseProjection,
+                                                           feed: Feed) -> None:
+    subjects = [f"job/fritz/{n}/{1675954353 + n}" for n in range(1, 6)]
+    feed(("job.started", subjects[0], started(subjects[0])))
+    feed(*(("job.started", s, started(s)) for s in subjects[1:]))
+    ids = {r["job_id"]: r["id"] for r in rows(engine, "SELECT id, job_id FROM job")}
+    for subject in subjects:
+        assert projection.recent_id(subject) == ids[int(subject.split("/")[2])]

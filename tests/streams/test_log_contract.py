@@ -74,6 +74,25 @@ def test_duplicate_inside_one_batch_keeps_first(log: EventLog) -> None:
     assert log.head() == 1
 
 
+def test_batch_mixing_new_stored_and_repeated_ids(log: EventLog) -> None:
+    log.append([ev(id_="old1", n=1), ev(id_="old2", n=2)])
+    results = log.append([ev(id_="new1"), ev(id_="old2"), ev(id_="new2"), ev(id_="new1"), ev(id_="old1")])
+    assert [(r.position, r.duplicate) for r in results] == [(3, False), (2, True), (4, False), (3, True), (1, True)]
+    assert [e.id for e in log.read()] == ["old1", "old2", "new1", "new2"]
+    assert log.head() == 4
+
+
+def test_batch_larger_than_one_statement_is_stored_whole_and_dense(log: EventLog) -> None:
+    log.append([ev(id_="e5"), ev(id_="e1500")])
+    results = log.append([ev(id_=f"e{i}", n=i) for i in range(3000)])
+    assert sum(not r.duplicate for r in results) == 2998
+    assert results[5].position == 1 and results[1500].position == 2
+    assert [r.position for r in results if not r.duplicate] == list(range(3, 3001))
+    stored = log.read(after=0, limit=5000)
+    assert [e.position for e in stored] == list(range(1, 3001))
+    assert [e.data.get("n") for e in stored[2:5]] == [0, 1, 2]
+
+
 def test_event_fields_round_trip(log: EventLog) -> None:
     original = new_event(
         "job.tag_added",

@@ -23,6 +23,7 @@ from metricstore.store import MetricStore
 from projections import queries
 from projections.db import reader_engine, writer_engine
 from projections.jobdb import JobDatabaseProjection
+from projections.lookup import JobLookup
 from streams.clusters import ClusterRegistry
 from streams.deadletter import DeadLetterStore
 from streams.ingest.intake import JobIntake
@@ -74,6 +75,8 @@ class Services:
     runner: AgentRunner
     intake: JobIntake
     auth: ApiAuth
+    #: The job rows stop_job answers with (plain sqlite3, off SQLAlchemy, on the intake's hot path).
+    job_lookup: JobLookup
     started: bool = field(default=False)
     #: Node-state intake (REST `/api/nodestate/` and the NATS node-state subject).
     nodestate: NodeStateIntake | None = None
@@ -132,6 +135,7 @@ class Services:
         self.log.close()
         self.writer.dispose()
         self.reader.dispose()
+        self.job_lookup.close()
 
     async def visible(self, position: int) -> bool:
         """Wait until the job database shows the event at `position` (read-your-writes)."""
@@ -227,7 +231,8 @@ def build_services(settings: Settings, health: NodeHealth | None = None) -> Serv
     runner = AgentRunner(event_log, projection)
     intake = JobIntake(event_log, clusters, settings.intake)
     auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
-    services = Services(settings, event_log, clusters, writer, reader, projection, runner, intake, auth)
+    services = Services(settings, event_log, clusters, writer, reader, projection, runner, intake, auth,
+                        JobLookup(db_path))
     services.archive = open_archive(settings.archive)
     services.metric_store, services.metric_source = build_metrics(settings, clusters, reader)
     services.metric_nats = build_metric_nats(settings, services.metric_store)

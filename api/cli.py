@@ -88,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     from api.app import create_app
     from api.bootstrap import StartupError, build_services
+    from api.httpserver import GatheringHttpProtocol
     from api.scheduler import ArchiveMaintenance
 
     settings = cli_settings(args)
@@ -105,7 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # socket peer, so forwarded headers count only from the proxies named with --forwarded-allow-ips.
     proxies = args.forwarded_allow_ips
     uvicorn.run(app, host=host or "0.0.0.0", port=int(port), log_level=args.log_level, access_log=False,
-                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None, http=GatheringHttpProtocol)
 
 
 def _append_user_event(settings: Settings, event_type: str, data: dict[str, object]) -> None:

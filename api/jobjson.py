@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ def _resources(raw: str) -> list[dict[str, Any]]:
 
 
 def job_json(
-    row: RowMapping,
+    row: RowMapping | Mapping[str, Any],
     tags: list[dict[str, Any]] | None = None,
     *,
     with_metadata: bool = True,

@@ -30,7 +30,7 @@ SOURCE = "agent:archiver"
 #: Longest wait, in seconds, between archiving a job and reporting it (jobs of one batch are reported together).
 REPORT_EVERY = 1.0
 #: Longest wait, in seconds, of one job for the intake to fall quiet (see Archiver.give_way_to).
-GIVE_WAY = 0.02
+GIVE_WAY = 0.2
 
 
 class MetricConfigs(Protocol):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, exists, func, or_, select, text
+from sqlalchemy import ColumnElement, Connection, RowMapping, and_, bindparam, exists, func, or_, select
 
 from projections import schema
 
@@ -44,25 +44,6 @@ def find_job_by_key(conn: Connection, cluster: str, job_id: int, start_time: int
     """One job row by cc-backend's identity (cluster, jobId, startTime)."""
     params = {"cluster": cluster, "job_id": job_id, "start_time": start_time}
     return conn.execute(_JOB_BY_KEY, params).mappings().first()
-
-
-_JOB_WITH_TAGS_BY_KEY = text(
-    "SELECT job.*, (SELECT json_group_array(json_object('id', t.id, 'type', t.tag_type, 'name', t.tag_name,"
-    " 'scope', t.tag_scope)) FROM (SELECT tag.* FROM jobtag JOIN tag ON tag.id = jobtag.tag_id"
-    " WHERE jobtag.job_id = job.id ORDER BY tag.id) AS t) AS tags_json"
-    " FROM job WHERE cluster = :cluster AND job_id = :job_id AND start_time = :start_time"
-)
-
-
-def find_job_with_tags(
-    conn: Connection, cluster: str, job_id: int, start_time: int
-) -> tuple[RowMapping, list[dict[str, Any]]] | None:
-    """A job row and its tags in one query (the stop_job answer is on the intake's hot path)."""
-    params = {"cluster": cluster, "job_id": job_id, "start_time": start_time}
-    row = conn.execute(_JOB_WITH_TAGS_BY_KEY, params).mappings().first()
-    if row is None:
-        return None
-    return row, orjson.loads(row["tags_json"] or "[]")
 
 
 def find_newest_job(conn: Connection, job_id: int, cluster: str | None) -> RowMapping | None:

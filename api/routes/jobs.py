@@ -70,8 +70,7 @@ def build_router(api_auth: Any) -> APIRouter:
             )
         await services.visible(accepted.position)
         cluster, job_id, start_time = parse_job_subject(accepted.subject)
-        with services.reader.connect() as conn:
-            found = queries.find_job_with_tags(conn, cluster, job_id, start_time or 0)
+        found = services.job_lookup.job_with_tags(cluster, job_id, start_time or 0)
         if found is None:
             raise ApiError(500, "stopped job is not visible in the job table")
         row, tags = found

@@ -7,6 +7,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+import pytest
+
 from streams.events import Event, new_event
 from streams.log import MemoryEventLog
 from streams.runtime import AgentRunner
@@ -108,6 +110,22 @@ def test_async_wait_for_position() -> None:
         assert asyncio.run(scenario()) == (True, False)
     finally:
         runner.stop()
+
+
+def test_async_waits_timed_out_or_cancelled_leave_no_waiter_behind() -> None:
+    runner = AgentRunner(MemoryEventLog(), Recorder())
+
+    async def scenario() -> None:
+        assert not await runner.wait_for_async(5, timeout=0.01)
+        waiting = asyncio.create_task(runner.wait_for_async(5, timeout=30))
+        await asyncio.sleep(0.01)
+        assert len(runner._async_waiters) == 1
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(scenario())
+    assert runner._async_waiters == []
 
 
 def test_wait_for_times_out() -> None:

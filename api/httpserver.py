@@ -1,0 +1,81 @@
+"""uvicorn's HTTP protocol with one socket write per response instead of two.
+
+uvicorn writes a response's status line and headers as soon as the app starts the response, and the
+body when it arrives: two `send` system calls for every start/stop answer, each with the interpreter
+lock held (on loopback the kernel delivers to the peer inside the call). The scheduler adapters' hot
+path answers small JSON bodies, so this protocol hands uvicorn a transport that gathers whatever is
+written during one turn of the event loop and sends it at the end of that turn, in one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+#: Written data held back at most this many bytes; a larger response goes out as it is written.
+MAX_GATHERED = 64 * 1024
+
+
+class GatheringTransport:
+    """A transport that gathers writes made in one loop turn and sends them together.
+
+    Everything but writing, closing and the write-buffer size is the wrapped transport's own.
+    Data is never reordered and never held past the current turn; closing sends what is held first.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if not self._held:
+            self._loop.call_soon(self._send_held)
+        self._held.append(bytes(data))
+        self._held_bytes += len(data)
+        if self._held_bytes >= MAX_GATHERED:
+            self._send_held()
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def _send_held(self) -> None:
+        if not self._held:
+            return
+        data = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+        self._held.clear()
+        self._held_bytes = 0
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self._send_held()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._send_held()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._held.clear()
+        self._held_bytes = 0
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + self._held_bytes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class GatheringHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol on a `GatheringTransport`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(GatheringTransport(transport, self.loop))  # type: ignore[arg-type]

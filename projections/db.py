@@ -16,6 +16,11 @@ def _on_connect_writer(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     # Let SQLAlchemy's `begin` event issue BEGIN IMMEDIATE instead of pysqlite's deferred BEGIN.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
+    # New files only (an existing file keeps its page size). Every commit of the live projection writes
+    # each page it touched to the WAL, and a job row touches a page in each of the job table's two dozen
+    # indexes: 1 KiB pages make that commit about 40% cheaper than SQLite's default 4 KiB (measured, with
+    # a few jobs per commit), while `GET /api/jobs/` on a million jobs stays within a few milliseconds.
+    cursor.execute("PRAGMA page_size=1024")
     cursor.execute("PRAGMA journal_mode=WAL")
     # The log can rebuild a read model, so losing the last commits on power loss is acceptable.
     cursor.execute("PRAGMA synchronous=NORMAL")

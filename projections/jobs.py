@@ -89,7 +89,7 @@ def record_job_start(conn: Connection, event: Event) -> None:
                 attach_tag(conn, job_id, t["type"], t["name"], t.get("scope") or "global")
 
 
-#: Rows per statement of the many-job writes below (24 parameters each: far under SQLite's 32,766).
+#: Rows per statement of the many-job writes below (two dozen parameters each: far under SQLite's 32,766).
 _ROWS_PER_STATEMENT = 256
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ _AGGREGATIONS = ("sum", "avg")
 _FOOTPRINTS = ("avg", "max", "min")
 _ENERGIES = ("power", "energy")
 _ACCELERATOR_TYPES = ("Nvidia GPU", "AMD GPU", "Intel GPU")
+_HOSTS_REMEMBERED = 100_000
 
 
 class ClusterConfigError(ValueError):
@@ -42,6 +43,9 @@ class _Cluster:
     fallback: str | None
     metrics: dict[str, tuple[dict[str, Any], ...]]
     problems: tuple[str, ...]
+    #: Hosts already resolved by `subcluster_of` (every start asks for its first host; a cluster has at
+    #: most some ten thousand, and hostile requests cannot grow it past `_HOSTS_REMEMBERED`).
+    host_subclusters: dict[str, str | None] = field(default_factory=dict)
 
 
 class ClusterRegistry:
@@ -130,10 +134,14 @@ class ClusterRegistry:
         entry = self._clusters.get(cluster)
         if entry is None:
             return None
-        for name, nodelist in entry.nodelists:
-            if nodelist.contains(hostname):
-                return name
-        return entry.fallback
+        known = entry.host_subclusters
+        if hostname in known:
+            return known[hostname]
+        found = next((name for name, nodelist in entry.nodelists if nodelist.contains(hostname)), entry.fallback)
+        if len(known) >= _HOSTS_REMEMBERED:
+            known.clear()
+        known[hostname] = found
+        return found
 
     def metric_config(self, cluster: str, subcluster: str | None = None) -> list[dict[str, Any]]:
         """Cluster metricConfig, or with `subcluster` the effective one: overrides applied, removals gone.

@@ -178,6 +178,17 @@ def test_emmy_subcluster_of(registry: ClusterRegistry, host: str, expected: str 
     assert registry.subcluster_of("emmy", host) == expected
 
 
+def test_resolved_hosts_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams import clusters
+
+    registry = ClusterRegistry.load(ARCHIVE)
+    monkeypatch.setattr(clusters, "_HOSTS_REMEMBERED", 3)
+    answers = [registry.subcluster_of("fritz", host) for host in ("f0101", "nohost", "f0101", "a", "b", "c")]
+    assert answers == ["main", None, "main", None, None, None]
+    assert registry.subcluster_of("fritz", "f0101") == "main"  # asked again after the memory was cleared
+    assert len(registry._clusters["fritz"].host_subclusters) <= 3
+
+
 def test_unknown_cluster_has_no_subclusters(registry: ClusterRegistry) -> None:
     assert registry.subcluster_of("nope", "f0101") is None
     assert registry.subcluster("nope", "main") is None

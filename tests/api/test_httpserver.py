@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from api.httpserver import MAX_GATHERED, GatheringHttpProtocol, GatheringTransport
-from tests.support.server import free_port
+from tests.support.asgi import uvicorn_in_thread
 
 BIG = b"x" * (3 * MAX_GATHERED + 17)
 
@@ -43,18 +40,8 @@ async def streamed(_request: Request) -> StreamingResponse:
 @pytest.fixture
 def server() -> Iterator[str]:
     app = Starlette(routes=[Route("/small", small, methods=["POST"]), Route("/big", big), Route("/stream", streamed)])
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=GatheringHttpProtocol)
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not instance.started:
-        assert time.time() < deadline
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_in_thread(app, http=GatheringHttpProtocol) as url:
+        yield url
 
 
 def test_keep_alive_answers_stay_whole_and_in_order(server: str) -> None:

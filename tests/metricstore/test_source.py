@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
@@ -19,7 +16,7 @@ from metricstore.source import InProcessMetricSource, MetricSource
 from metricstore.store import MetricStore
 from tests.metricstore.conftest import Keys, make_auth
 from tests.metricstore.test_query import ACC1, FROM, SUM, TO, fill
-from tests.support.natsserver import free_port
+from tests.support.asgi import uvicorn_in_thread
 
 SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")
 
@@ -83,17 +80,8 @@ def served_store(store: MetricStore, keys: Keys) -> Iterator[str]:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(build_metricstore_router(store, make_auth(keys)))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started:
-        assert time.time() < deadline
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_in_thread(app) as url:
+        yield url
 
 
 def test_http_source_matches_in_process(store: MetricStore, served_store: str, keys: Keys,

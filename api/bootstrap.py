@@ -229,6 +229,9 @@ def build_services(settings: Settings, health: NodeHealth | None = None) -> Serv
     projection = JobDatabaseProjection(writer)
     reader = reader_engine(db_path)
     runner = AgentRunner(event_log, projection)
+    if isinstance(event_log, SQLiteEventLog):
+        # The job database follows every commit in the log's writer thread (AgentRunner.apply_committed).
+        event_log.on_commit(runner.apply_committed)
     intake = JobIntake(event_log, clusters, settings.intake)
     auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
     services = Services(settings, event_log, clusters, writer, reader, projection, runner, intake, auth,

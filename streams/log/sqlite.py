@@ -17,7 +17,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,8 +158,19 @@ class SQLiteEventLog:
         #: What this handle wrote lately, for in-process agents (guarded by `_changed`).
         self._recent = RecentEvents()
         self._closed = False
+        self._commit_listeners: list[Callable[[int], None]] = []
         self._thread = threading.Thread(target=self._write_loop, name="event-log-writer", daemon=True)
         self._thread.start()
+
+    def on_commit(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(head)` in the writer thread after each group is committed and answered.
+
+        For an in-process agent that must follow the log closely (the job database, which read-your-
+        writes answers wait for): it applies the new events without waiting for its own thread to be
+        scheduled. A listener must be quick, and must not append to this log: that would wait for the
+        very thread it runs in, so it is refused.
+        """
+        self._commit_listeners.append(listener)
 
     # -- appending -------------------------------------------------------------------------------
 
@@ -190,6 +201,8 @@ class SQLiteEventLog:
 
     def _submit(self, request: _Request) -> None:
         self._check_open()
+        if threading.get_ident() == self._thread.ident:
+            raise RuntimeError("a commit listener must not append to the log it listens to")
         self._queue.put(request)
 
     def _write_loop(self) -> None:
@@ -333,6 +346,11 @@ class SQLiteEventLog:
             self._head = max(self._head, head)
             self._changed.notify_all()
         self._answer(group, outcomes)
+        for listener in self._commit_listeners:
+            try:
+                listener(self._head)
+            except Exception:  # a listener's failure is its own; the writer goes on
+                log.exception("event log commit listener %r failed", listener)
 
     @staticmethod
     def _answer(group: list[_Request], outcomes: Sequence[Outcome]) -> None:

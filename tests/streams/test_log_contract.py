@@ -291,3 +291,29 @@ def test_sqlite_reads_see_another_handles_appends_between_its_own(tmp_path: Path
             assert consume(lambda a: server.read(a, 2), after) == expected[after:]
             stops = [i for i in expected[after:] if i in ("s2", "c1", "s4", "c2")]
             assert consume(lambda a: server.read_types({"job.stopped"}, a, 100), after) == stops
+
+
+def test_sqlite_commit_listeners_run_in_the_writer_after_each_group(tmp_path: Path) -> None:
+    log = SQLiteEventLog(tmp_path / "events.db")
+    seen: list[tuple[int, str, bool]] = []
+    failures = 0
+
+    def listener(head: int) -> None:
+        nonlocal failures
+        appended = False
+        try:
+            log.append([ev()])
+        except RuntimeError:
+            appended = True  # refused, not deadlocked
+        seen.append((head, threading.current_thread().name, appended))
+        failures += 1
+        raise ValueError("a failing listener does not stop the writer")
+
+    try:
+        log.on_commit(listener)
+        log.append([ev(), ev()])
+        log.append([ev()])
+        assert seen == [(2, "event-log-writer", True), (3, "event-log-writer", True)]
+        assert failures == 2 and log.head() == 3
+    finally:
+        log.close()

@@ -146,3 +146,43 @@ def test_type_filtered_runner_sees_only_its_types_and_reports_no_false_lag() -> 
     runner.step()  # nothing more of its type: scanned up to the head
     assert agent.applied == [4]
     assert runner.status().lag == 0
+
+
+def test_apply_committed_applies_a_small_step_in_the_callers_thread() -> None:
+    log = MemoryEventLog()
+    agent = Recorder()
+    runner = AgentRunner(log, agent)
+    fill(log, 3)
+    runner.apply_committed(log.head())
+    assert agent.applied == [1, 2, 3] and runner.position == 3
+    runner.apply_committed(log.head())  # nothing new: nothing applied
+    assert agent.batches == [3]
+
+
+def test_apply_committed_leaves_long_gaps_and_failures_to_the_agents_thread() -> None:
+    from streams.runtime.runner import INLINE_LIMIT
+
+    log = MemoryEventLog()
+    agent = Recorder(fail_on={INLINE_LIMIT + 2}, failures=1)
+    runner = AgentRunner(log, agent, batch_size=INLINE_LIMIT)
+    fill(log, INLINE_LIMIT + 1)
+    runner.apply_committed(log.head())
+    assert agent.applied == [], "too far behind: the agent's thread catches up"
+    runner.step()
+    runner.apply_committed(log.head())
+    assert runner.position == INLINE_LIMIT + 1
+    fill(log, 1)
+    began = time.monotonic()
+    runner.apply_committed(log.head())  # fails: recorded, but no back-off in the caller's thread
+    assert time.monotonic() - began < 0.04
+    assert runner.status().failures == 1 and runner.position == INLINE_LIMIT + 1
+    fill(log, 1)
+    runner.apply_committed(log.head())
+    assert runner.position == INLINE_LIMIT + 1, "a failing agent is retried by its own thread only"
+    runner.start()
+    try:
+        assert runner.wait_for(INLINE_LIMIT + 3, timeout=5)
+    finally:
+        runner.stop()
+    runner.apply_committed(log.head() + 1)  # stopped: never applies
+    assert agent.applied == list(range(1, INLINE_LIMIT + 4))

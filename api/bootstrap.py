@@ -40,6 +40,12 @@ class StartupError(RuntimeError):
     """Something needed to start is missing or unusable; the message says what to do."""
 
 
+#: Seconds the server's job database projection waits for another writer of job.db. It also runs in the
+#: log's writer thread (AgentRunner.apply_committed), where every append waits behind it; a longer hold
+#: (`replay rebuild` swapping in a rebuilt file) fails the batch instead and leaves it to the agent's thread.
+JOB_DATABASE_LOCK_WAIT = 1.0
+
+
 def open_log(settings: Settings) -> EventLog:
     """The event log the settings name."""
     if settings.event_log.kind == "memory":
@@ -225,7 +231,7 @@ def build_services(settings: Settings, health: NodeHealth | None = None) -> Serv
     authenticator = build_authenticator(settings)
     event_log = open_log(settings)
     db_path = Path(settings.main.db)
-    writer = writer_engine(db_path)
+    writer = writer_engine(db_path, lock_wait=JOB_DATABASE_LOCK_WAIT)
     projection = JobDatabaseProjection(writer)
     reader = reader_engine(db_path)
     runner = AgentRunner(event_log, projection)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,13 @@ from sqlalchemy.pool import StaticPool
 from projections.schema import DDL, SCHEMA_VERSION
 
 
-def _on_connect_writer(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+def _writer_setup(lock_wait: float) -> Callable[[sqlite3.Connection, Any], None]:
+    def on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        _on_connect_writer(dbapi_conn, lock_wait)
+    return on_connect
+
+
+def _on_connect_writer(dbapi_conn: sqlite3.Connection, lock_wait: float) -> None:
     # Let SQLAlchemy's `begin` event issue BEGIN IMMEDIATE instead of pysqlite's deferred BEGIN.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
@@ -25,7 +32,7 @@ def _on_connect_writer(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     # The log can rebuild a read model, so losing the last commits on power loss is acceptable.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(lock_wait * 1000)}")
     cursor.close()
 
 
@@ -37,13 +44,17 @@ def _on_connect_reader(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cursor.close()
 
 
-def writer_engine(path: str | Path) -> Engine:
-    """The single write connection of a read-model file, transactions begin IMMEDIATE."""
+def writer_engine(path: str | Path, *, lock_wait: float = 30.0) -> Engine:
+    """The single write connection of a read-model file, transactions begin IMMEDIATE.
+
+    `lock_wait`: seconds a transaction waits for another writer of the file (`replay rebuild`'s swap,
+    a CLI catching up) before it fails and its agent retries.
+    """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         f"sqlite:///{path}", poolclass=StaticPool, connect_args={"check_same_thread": False}
     )
-    event.listen(engine, "connect", _on_connect_writer)
+    event.listen(engine, "connect", _writer_setup(lock_wait))
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:

@@ -225,6 +225,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     from api.app import create_app
     from api.bootstrap import StartupError, build_authenticator, build_services
+    from api.httpserver import GatheringHttpProtocol
     from replay.simulator.demo import DEMO_PASSWORD, DEMO_USER, ensure_demo_user, ensure_history, live_cluster
     from replay.simulator.options import TEMPLATES
 
@@ -246,7 +247,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise CliError("the demo needs JWT keys: run `ccstream init`")
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
     server = uvicorn.Server(uvicorn.Config(create_app(services), host=host or "127.0.0.1", port=int(port),
-                                           log_level=args.log_level, access_log=False, proxy_headers=False))
+                                           log_level=args.log_level, access_log=False, proxy_headers=False,
+                                           http=GatheringHttpProtocol))
     token = authenticator.issue(DEMO_USER, ["api"])
     print(f"ccstream demo on http://{host or '127.0.0.1'}:{port} (a token for the API: {token})")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +13,7 @@ from sqlalchemy.pool import StaticPool
 from projections.schema import DDL, SCHEMA_VERSION
 
 
-def _writer_setup(lock_wait: float) -> Callable[[sqlite3.Connection, Any], None]:
-    def on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-        _on_connect_writer(dbapi_conn, lock_wait)
-    return on_connect
-
-
-def _on_connect_writer(dbapi_conn: sqlite3.Connection, lock_wait: float) -> None:
+def _on_connect_writer(dbapi_conn: sqlite3.Connection, _record: Any, *, lock_wait: float) -> None:
     # Let SQLAlchemy's `begin` event issue BEGIN IMMEDIATE instead of pysqlite's deferred BEGIN.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
@@ -54,7 +48,7 @@ def writer_engine(path: str | Path, *, lock_wait: float = 30.0) -> Engine:
     engine = create_engine(
         f"sqlite:///{path}", poolclass=StaticPool, connect_args={"check_same_thread": False}
     )
-    event.listen(engine, "connect", _writer_setup(lock_wait))
+    event.listen(engine, "connect", functools.partial(_on_connect_writer, lock_wait=lock_wait))
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -61,36 +62,73 @@ def job_start_values(d: dict[str, Any]) -> dict[str, Any]:
 STARTED_IDS = "ccstream.started_ids"
 
 
-@cache
-def _insert_job_sql(columns: tuple[str, ...]) -> str:
-    """Plain SQL for one job row: the hot path of the live projection skips statement compilation."""
-    return (f"INSERT INTO job ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-            " ON CONFLICT DO NOTHING")
-
-
+#: Rows per statement of the job writes below (two dozen parameters each: far under SQLite's 32,766).
+_ROWS_PER_STATEMENT = 256
+#: UPDATE … FROM came with SQLite 3.33 (2020); with an older library (RHEL 8 ships 3.26) stops are
+#: updated one row at a time.
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 _STOP_JOB_SQL = f"UPDATE job SET job_state = ?, duration = ? WHERE {JOB_KEY_SQL}"
 _ARCHIVED_SQL = (
     f"UPDATE job SET monitoring_status = 3, footprint = ?, energy_footprint = ?, energy = ? WHERE {JOB_KEY_SQL}"
 )
 
 
-def record_job_start(conn: Connection, event: Event) -> None:
-    d = event.data
-    values = job_start_values(d)
-    result = conn.exec_driver_sql(_insert_job_sql(tuple(values)), tuple(values.values()))
+@cache
+def _insert_jobs_sql(columns: tuple[str, ...], rows: int) -> str:
+    """Plain SQL for `rows` job rows: the hot path of the live projection skips statement compilation."""
+    row = f"({', '.join('?' * len(columns))})"
+    return f"INSERT INTO job ({', '.join(columns)}) VALUES {', '.join([row] * rows)} ON CONFLICT DO NOTHING"
+
+
+@cache
+def _stop_jobs_sql(rows: int) -> str:
+    """Plain SQL setting state and duration of `rows` jobs, each given as (state, duration, cluster, id, start)."""
+    return (
+        "UPDATE job SET job_state = v.column1, duration = v.column2"
+        f" FROM (VALUES {', '.join(['(?, ?, ?, ?, ?)'] * rows)}) AS v"
+        " WHERE job.cluster = v.column3 AND job.job_id = v.column4 AND job.start_time = v.column5"
+    )
+
+
+def _insert_jobs(conn: Connection, events: Sequence[Event]) -> None:
+    """The job rows of `job.started` events whose rows have the same columns, one INSERT per 256.
+
+    New rows get consecutive ids in order, so the ids for the start_job answers follow from `lastrowid`.
+    """
     ids = conn.info.get(STARTED_IDS)
-    if ids is not None and result.rowcount == 1 and result.lastrowid:
-        ids[event.subject] = result.lastrowid
-    tags = d.get("tags") or []
+    for start in range(0, len(events), _ROWS_PER_STATEMENT):
+        chunk = events[start:start + _ROWS_PER_STATEMENT]
+        rows = [job_start_values(e.data) for e in chunk]
+        result = conn.exec_driver_sql(
+            _insert_jobs_sql(tuple(rows[0]), len(rows)), tuple(value for row in rows for value in row.values())
+        )
+        if ids is not None and result.rowcount == len(chunk) and result.lastrowid:
+            first = result.lastrowid - len(chunk) + 1
+            ids.update((e.subject, first + i) for i, e in enumerate(chunk))
+
+
+def _stop_jobs(conn: Connection, events: Sequence[Event]) -> None:
+    """State and duration of the jobs of `job.stopped` events (one per job), one UPDATE per 256."""
+    rows = []
+    for event in events:
+        p = job_stop_params(event.subject, event.data)
+        rows.append((p["new_state"], p["new_duration"], p["key_cluster"], p["key_job_id"], p["key_start_time"]))
+    if not _UPDATE_FROM:
+        conn.exec_driver_sql(_STOP_JOB_SQL, rows)  # executemany
+        return
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start:start + _ROWS_PER_STATEMENT]
+        conn.exec_driver_sql(_stop_jobs_sql(len(chunk)), tuple(value for row in chunk for value in row))
+
+
+def record_job_start(conn: Connection, event: Event) -> None:
+    _insert_jobs(conn, [event])
+    tags = event.data.get("tags") or []
     if tags:
         job_id = job_row_id(conn, event.subject)
         if job_id is not None:
             for t in tags:
                 attach_tag(conn, job_id, t["type"], t["name"], t.get("scope") or "global")
-
-
-#: Rows per statement of the many-job writes below (two dozen parameters each: far under SQLite's 32,766).
-_ROWS_PER_STATEMENT = 256
 
 
 def can_record_together(event: Event) -> bool:
@@ -106,40 +144,17 @@ def record_job_starts(conn: Connection, events: Sequence[Event]) -> None:
 
     The live projection applies the starts of a whole batch at once: each statement is a round of giving
     up and winning back the interpreter lock, which on a busy server costs more than SQLite's work.
-    New rows get consecutive ids in order, so the ids for the start_job answers follow from `lastrowid`.
     """
-    ids = conn.info.get(STARTED_IDS)
-    for start in range(0, len(events), _ROWS_PER_STATEMENT):
-        chunk = events[start:start + _ROWS_PER_STATEMENT]
-        rows = [job_start_values(e.data) for e in chunk]
-        columns = tuple(rows[0])
-        placeholders = ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * len(rows))
-        result = conn.exec_driver_sql(
-            f"INSERT INTO job ({', '.join(columns)}) VALUES {placeholders} ON CONFLICT DO NOTHING",
-            tuple(value for row in rows for value in row.values()),
-        )
-        if ids is not None and result.rowcount == len(chunk) and result.lastrowid:
-            first = result.lastrowid - len(chunk) + 1
-            ids.update((e.subject, first + i) for i, e in enumerate(chunk))
+    _insert_jobs(conn, events)
 
 
 def record_job_stops(conn: Connection, events: Sequence[Event]) -> None:
     """Several `record_job_stop`s (events `can_record_together`, one per job) in one UPDATE per 256 jobs."""
-    for start in range(0, len(events), _ROWS_PER_STATEMENT):
-        chunk = events[start:start + _ROWS_PER_STATEMENT]
-        params: list[Any] = []
-        for event in chunk:
-            params.extend((event.data["jobState"], event.data["duration"], *parse_job_subject(event.subject)))
-        values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-        conn.exec_driver_sql(
-            f"UPDATE job SET job_state = v.column1, duration = v.column2 FROM (VALUES {values}) AS v"
-            " WHERE job.cluster = v.column3 AND job.job_id = v.column4 AND job.start_time = v.column5",
-            tuple(params),
-        )
+    _stop_jobs(conn, events)
 
 
 def job_stop_params(subject: str, d: dict[str, Any]) -> dict[str, Any]:
-    """Parameters of the stop statement for a `job.stopped` event; shared with replay's bulk loader."""
+    """Parameters of the stop statement for a `job.stopped` event; replay's bulk loader takes the same."""
     cluster, job_id, start_time = parse_job_subject(subject)
     return {"key_cluster": cluster, "key_job_id": job_id, "key_start_time": start_time,
             "new_state": d["jobState"], "new_duration": d["duration"]}
@@ -147,9 +162,7 @@ def job_stop_params(subject: str, d: dict[str, Any]) -> dict[str, Any]:
 
 def record_job_stop(conn: Connection, event: Event) -> None:
     d = event.data
-    p = job_stop_params(event.subject, d)
-    conn.exec_driver_sql(_STOP_JOB_SQL, (p["new_state"], p["new_duration"], p["key_cluster"], p["key_job_id"],
-                                         p["key_start_time"]))
+    _stop_jobs(conn, [event])
     if d.get("parkedStopId"):
         conn.execute(delete(schema.parked_stop).where(schema.parked_stop.c.event_id == d["parkedStopId"]))
 

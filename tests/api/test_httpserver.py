@@ -55,15 +55,26 @@ def test_keep_alive_answers_stay_whole_and_in_order(server: str) -> None:
         assert client.post("/small", content="after").json() == {"echo": "after"}
 
 
-def test_connection_close_sends_the_answer_before_closing(server: str) -> None:
+def exchange(server: str, raw: bytes) -> bytes:
+    """Send raw bytes on a fresh connection; everything the server sends until it closes."""
     port = int(server.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+        sock.sendall(raw)
         received = b""
         while chunk := sock.recv(65536):
             received += chunk
+    return received
+
+
+def test_connection_close_sends_the_answer_before_closing(server: str) -> None:
+    received = exchange(server, b"POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
     assert received.startswith(b"HTTP/1.1 201 ")
     assert received.endswith(b'{"echo":"hi"}')
+
+
+def test_malformed_request_is_answered_400_before_the_connection_closes(server: str) -> None:
+    received = exchange(server, b"NOT HTTP AT ALL\r\n\r\n")
+    assert received.startswith(b"HTTP/1.1 400 ")
 
 
 class Recorder(asyncio.Transport):

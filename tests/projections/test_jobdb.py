@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,22 @@ def _job_table(engine: Engine) -> list[dict[str, Any]]:
     return rows(engine, "SELECT * FROM job ORDER BY id")
 
 
+@contextmanager
+def _fed_both_ways(tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
+    """The mixed batch fed one event per batch into one file and as one batch into another."""
+    one_by_one = writer_engine(tmp_path / "single.db")
+    together = writer_engine(tmp_path / "batch.db")
+    try:
+        single, batched = Feed(JobDatabaseProjection(one_by_one)), Feed(JobDatabaseProjection(together))
+        for spec in _mixed_batch():
+            single(spec)
+        batched(*_mixed_batch())
+        yield one_by_one, together
+    finally:
+        one_by_one.dispose()
+        together.dispose()
+
+
 def test_batch_written_together_equals_events_written_one_by_one(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     written_together: list[int] = []
@@ -239,22 +256,20 @@ def test_batch_written_together_equals_events_written_one_by_one(tmp_path: Path,
         record_job_starts(conn, events)
 
     monkeypatch.setattr(jobs, "record_job_starts", counting)
-    one_by_one = writer_engine(tmp_path / "single.db")
-    together = writer_engine(tmp_path / "batch.db")
-    try:
-        single, batched = Feed(JobDatabaseProjection(one_by_one)), Feed(JobDatabaseProjection(together))
-        for spec in _mixed_batch():
-            single(spec)
-        batched(*_mixed_batch())
+    with _fed_both_ways(tmp_path) as (one_by_one, together):
         # Written together: s1, s2 (and s1's stop); s4 with its stop; s4 again after its deletion, s5 (stops too).
         assert written_together == [2, 1, 2]
         assert _job_table(together) == _job_table(one_by_one)
         assert len(_job_table(together)) == 5
         tags = "SELECT job_id, tag_id FROM jobtag ORDER BY job_id"
         assert rows(together, tags) == rows(one_by_one, tags) != []
-    finally:
-        one_by_one.dispose()
-        together.dispose()
+
+
+def test_stops_are_written_row_by_row_with_sqlite_before_3_33(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs, "_UPDATE_FROM", False)
+    with _fed_both_ways(tmp_path) as (one_by_one, together):
+        assert _job_table(together) == _job_table(one_by_one)
+        assert {r["job_state"] for r in _job_table(together)} == {"completed", "failed", "cancelled", "running"}
 
 
 def test_starts_written_together_report_their_database_ids(engine: Engine, projection: JobDatabaseProjection,

@@ -313,6 +313,7 @@ def test_sqlite_commit_listeners_run_in_the_writer_after_each_group(tmp_path: Pa
         log.on_commit(listener)
         log.append([ev(), ev()])
         log.append([ev()])
+        log.close()  # listeners run after the answer: closing waits for the writer to finish them
         assert seen == [(2, "event-log-writer", True), (3, "event-log-writer", True)]
         assert failures == 2 and log.head() == 3
     finally:

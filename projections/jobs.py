@@ -64,8 +64,8 @@ STARTED_IDS = "ccstream.started_ids"
 
 #: Rows per statement of the job writes below (two dozen parameters each: far under SQLite's 32,766).
 _ROWS_PER_STATEMENT = 256
-#: UPDATE … FROM came with SQLite 3.33 (2020); with an older library (RHEL 8 ships 3.26) stops are
-#: updated one row at a time.
+#: UPDATE … FROM came with SQLite 3.33 (2020); with an older library (RHEL 8 ships 3.26), and for a
+#: single job, stops are updated one row at a time.
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 _STOP_JOB_SQL = f"UPDATE job SET job_state = ?, duration = ? WHERE {JOB_KEY_SQL}"
 _ARCHIVED_SQL = (
@@ -113,8 +113,8 @@ def _stop_jobs(conn: Connection, events: Sequence[Event]) -> None:
     for event in events:
         p = job_stop_params(event.subject, event.data)
         rows.append((p["new_state"], p["new_duration"], p["key_cluster"], p["key_job_id"], p["key_start_time"]))
-    if not _UPDATE_FROM:
-        conn.exec_driver_sql(_STOP_JOB_SQL, rows)  # executemany
+    if len(rows) == 1 or not _UPDATE_FROM:
+        conn.exec_driver_sql(_STOP_JOB_SQL, rows[0] if len(rows) == 1 else rows)  # a list: executemany
         return
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[start:start + _ROWS_PER_STATEMENT]

@@ -104,14 +104,22 @@ class Services:
     metric_nats: NatsMetricSubscriber | None = None
 
     def start(self) -> None:
-        """Restore the metric store, catch the read model up with the log, then start the agents."""
+        """Restore the metric store and start the agents; they catch up with the log in their own threads.
+
+        Nothing waits for the catch-up: intake decides against the log, not the read model, so the server
+        binds and answers at once, and a read model that is behind (or blocked on an event) cannot keep it
+        from starting. Answers that must show a write wait for it as always (read-your-writes).
+        """
         if self.metric_store is not None:
             self.metric_store.start()
-        self.runner.run_until_caught_up()
         self.runner.start()
         if self.archiver is not None:
             self.archiver.start()
         self.started = True
+
+    def runners(self) -> list[AgentRunner]:
+        """Every agent's runner, the job database's first."""
+        return [self.runner] + ([self.archiver] if self.archiver is not None else [])
 
     async def start_ingest(self) -> None:
         """Start the NATS consumer (on the server's event loop); it connects in the background."""
@@ -129,9 +137,10 @@ class Services:
 
     def close(self) -> None:
         """Stop agents, flush the log and the metric store, release files."""
+        timeout = self.settings.agents.stop_timeout
         if self.archiver is not None:
-            self.archiver.stop()
-        self.runner.stop()
+            self.archiver.stop(timeout)
+        self.runner.stop(timeout)
         if self.metric_store is not None:
             self.metric_store.close()
         if self.agent_state is not None:
@@ -144,8 +153,22 @@ class Services:
         self.job_lookup.close()
 
     async def visible(self, position: int) -> bool:
-        """Wait until the job database shows the event at `position` (read-your-writes)."""
+        """Wait until the job database shows the event at `position` (read-your-writes).
+
+        False at once while the job database is blocked on a failing event before it, or when the event was
+        quarantined; else after `intake.read-your-writes-timeout` at most.
+        """
         return await self.runner.wait_for_async(position, self.settings.intake.read_your_writes_timeout)
+
+    def not_visible_because(self, position: int) -> str:
+        """Why the job database does not show the event at `position` yet, for the answer that says so."""
+        status = self.runner.status()
+        if self.runner.position >= position:
+            return f"the job database skipped it (quarantined; see GET /api/admin/status): {status.last_error}"
+        if status.blocked_at is not None and status.failures:
+            return (f"the job database is held up at log position {status.blocked_at} "
+                    f"(attempt {status.failures} of {status.max_attempts}): {status.last_error}")
+        return f"the job database is {position - self.runner.position} event(s) behind the log"
 
 
 def nats_options(settings: Settings) -> NatsOptions | None:
@@ -215,7 +238,8 @@ def build_archiver(settings: Settings, services: Services) -> None:
         give_way_to=services.intake.busy,
     )
     services.archiver = AgentRunner(services.log, agent, batch_size=100, on_idle=agent.retry_due,
-                                    types={"job.stopped"})
+                                    types={"job.stopped"}, max_attempts=settings.agents.max_attempts,
+                                    max_backoff=settings.agents.max_backoff)
 
 
 def build_services(settings: Settings, health: NodeHealth | None = None) -> Services:
@@ -234,7 +258,8 @@ def build_services(settings: Settings, health: NodeHealth | None = None) -> Serv
     writer = writer_engine(db_path, lock_wait=JOB_DATABASE_LOCK_WAIT)
     projection = JobDatabaseProjection(writer)
     reader = reader_engine(db_path)
-    runner = AgentRunner(event_log, projection)
+    runner = AgentRunner(event_log, projection, max_attempts=settings.agents.max_attempts,
+                         max_backoff=settings.agents.max_backoff)
     if isinstance(event_log, SQLiteEventLog):
         # The job database follows every commit in the log's writer thread (AgentRunner.apply_committed).
         event_log.on_commit(runner.apply_committed)

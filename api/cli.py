@@ -341,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.choices[name]
         p.add_argument("--dry-run", action="store_true", help="change nothing; count what a run would do")
         p.add_argument("--verbose", action="store_true", help="print every failure")
+    from api.cli_agents import configure as configure_agents
+
+    configure_agents(sub)
     from replay.cli import configure as configure_replay
 
     configure_replay(add("replay", cmd_replay, "Rebuild, verify, time-travel read models; export, import the log."))

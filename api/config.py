@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from metricstore.settings import ExternalMetricStore, MetricStoreSettings
-from streams.settings import EventLogSettings, IntakeSettings
+from streams.settings import AgentSettings, EventLogSettings, IntakeSettings
 
 
 class Section(BaseModel):
@@ -231,6 +231,7 @@ class Settings(Section):
     event_log: EventLogSettings = Field(default_factory=EventLogSettings, alias="event-log",
                                         description="ccstream's event log.")
     intake: IntakeSettings = Field(default_factory=IntakeSettings, description="ccstream's job intake.")
+    agents: AgentSettings = Field(default_factory=AgentSettings, description="ccstream's agents over the log.")
     archiver: ArchiverSettings = Field(default_factory=ArchiverSettings, description="ccstream's archiver agent.")
 
 

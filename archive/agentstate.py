@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from streams.events import Event
+from streams.runtime import quarantine
+from streams.runtime.quarantine import Action, AgentRequest, QuarantinedEvent
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoint (agent TEXT PRIMARY KEY, position INTEGER NOT NULL);
@@ -47,6 +53,8 @@ class AgentStateStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(SCHEMA)
+        for statement in quarantine.SCHEMA:
+            self._conn.execute(statement)
         self._lock = threading.Lock()
 
     def checkpoint(self, agent: str) -> int:
@@ -85,6 +93,66 @@ class AgentStateStore:
             rows = self._conn.execute(sql + " ORDER BY due", args).fetchall()
         return [Pending(*row) for row in rows]
 
+    # -- quarantine (see streams.runtime.quarantine) ----------------------------------------------
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        return self._conn.execute(sql, params)
+
+    def skip(self, agent: str, event: Event, error: str, attempts: int) -> None:
+        """Quarantine `event` and move the agent's checkpoint to it (never back), in one transaction."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                quarantine.put(self._execute, agent, event, error, attempts, time.time())
+                self._conn.execute(
+                    "INSERT INTO checkpoint VALUES (?, ?) ON CONFLICT (agent) DO UPDATE"
+                    " SET position = MAX(position, excluded.position)", (agent, event.position or 0),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def release(self, agent: str, position: int) -> None:
+        with self._lock:
+            quarantine.release(self._execute, agent, position)
+
+    def quarantined(self, agent: str) -> list[QuarantinedEvent]:
+        with self._lock:
+            return quarantine.entries(self._execute, agent)
+
+    def requests(self, agent: str) -> list[AgentRequest]:
+        with self._lock:
+            return quarantine.requests(self._execute, agent)
+
+    def file_request(self, agent: str, position: int, action: Action) -> None:
+        with self._lock:
+            quarantine.file_request(self._execute, agent, position, action, time.time())
+
+    def settle_request(self, agent: str, position: int) -> None:
+        with self._lock:
+            quarantine.settle(self._execute, agent, position)
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+class StoredAgent:
+    """One agent's part of the store, as `ccstream agents` sees it beside a server (see api.agents)."""
+
+    def __init__(self, state: AgentStateStore, name: str) -> None:
+        self.state = state
+        self.name = name
+
+    def checkpoint(self) -> int:
+        return self.state.checkpoint(self.name)
+
+    def quarantined(self) -> list[QuarantinedEvent]:
+        return self.state.quarantined(self.name)
+
+    def requests(self) -> list[AgentRequest]:
+        return self.state.requests(self.name)
+
+    def file_request(self, position: int, action: Action) -> None:
+        self.state.file_request(self.name, position, action)

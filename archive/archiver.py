@@ -21,7 +21,9 @@ from archive.stats import energy, footprint, job_statistics, missing_metrics
 from metricstore.jobdata import JobDataRequest, JobResource
 from metricstore.source import MetricSource
 from streams.events import Event, derived_event_id, new_event
+from streams.events.payloads import JobArchivedV1
 from streams.log import EventLog
+from streams.runtime.quarantine import Action, AgentRequest, QuarantinedEvent
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,30 @@ class Archiver:
         self.log.append(reports)
         self.state.commit(self.name, events[-1].position, upserts)
 
+    # -- quarantine (see streams.runtime.quarantine) ----------------------------------------------
+
+    def skip(self, event: Event, error: str, attempts: int) -> None:
+        self.state.skip(self.name, event, error, attempts)
+
+    def reapply(self, event: Event) -> None:
+        """Archive the job of a quarantined stop now; its outcome is reported like any other."""
+        report, pending = self._attempt(event, 1) if event.type == "job.stopped" else (None, None)
+        self.log.append([report] if report else [])
+        self.state.commit(self.name, None, [pending] if pending else [])
+        self.state.release(self.name, event.position or 0)
+
+    def quarantined(self) -> list[QuarantinedEvent]:
+        return self.state.quarantined(self.name)
+
+    def requests(self) -> list[AgentRequest]:
+        return self.state.requests(self.name)
+
+    def file_request(self, position: int, action: Action) -> None:
+        self.state.file_request(self.name, position, action)
+
+    def settle_request(self, position: int) -> None:
+        self.state.settle_request(self.name, position)
+
     def _give_way(self) -> None:
         if self.give_way_to is None:
             return
@@ -175,7 +201,9 @@ class Archiver:
         if not self._wanted(history):
             return None, None
         try:
+            # Held to the payload model (finite numbers, bounded names) before anything is appended.
             payload = self._archive(history)
+            JobArchivedV1.model_validate(payload)
         except Exception as exc:
             return self._failed(stop, attempt, exc)
         event = new_event("job.archived", stop.subject, payload, id=derived_event_id(SOURCE, stop.id),

@@ -7,6 +7,8 @@ nothing the second time, whichever import (archive, single job, database) came f
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
@@ -17,6 +19,7 @@ from archive.imports.footprint import FootprintRules, is_mapping, statistics_fro
 from archive.paths import JobKey
 from archive.validate import meta_problems
 from streams.events import Event, job_subject
+from streams.events.bounds import INT32_MAX, INT64_MAX, NAME_MAX, TEXT_MAX
 from streams.events.envelope import EVENT_ID_NAMESPACE
 from streams.events.payloads import JobState, SharedMode, payload_model
 
@@ -28,6 +31,10 @@ _MONITORING_ARCHIVED = 3
 _NAMESPACE = EVENT_ID_NAMESPACE.bytes
 _JOB_STATES = frozenset(get_args(JobState))
 _SHARED_MODES = frozenset(get_args(SharedMode))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Integer fields of a `job.started` payload (all built by `_int`) and the bound each must keep.
+_COUNTS = ("numNodes", "numHwthreads", "numAcc", "smt", "walltime")
+_INT64S = ("jobId", "arrayJobId", "requestedMemory", "submitTime", "startTime")
 _STR_TYPE = frozenset({str})
 _JOB_KINDS = (b"started", b"stopped", b"archived")
 #: The first hex digit of byte 8 with the RFC 4122 variant set (top bits 10), by the byte's value.
@@ -171,13 +178,32 @@ def checked(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
 # (`checked`), which accepts it or names the field. A test pins: accepted here => the model accepts.
 
 
-def _started_valid(p: Mapping[str, Any]) -> bool:
-    """True when the `job.started` model surely accepts a payload of `started_payload`."""
+def _name(value: object) -> bool:
+    """A name within the payload bounds (streams.events.bounds): short, no control characters."""
+    return type(value) is str and len(value) <= NAME_MAX and (value.isprintable() or not _CONTROL.search(value))
+
+
+def _resource_valid(r: Mapping[str, Any]) -> bool:
+    threads, accelerators, configuration = r["hwthreads"], r["accelerators"], r["configuration"]
     return (
-        type(p["user"]) is str and type(p["project"]) is str and type(p["cluster"]) is str
-        and type(p["subCluster"]) is str and type(p["partition"]) is str and p["shared"] in _SHARED_MODES
-        and (p["dbId"] is None or type(p["dbId"]) is int)
-        and all(r["hwthreads"] is None or all(type(t) is int for t in r["hwthreads"]) for r in p["resources"])
+        _name(r["hostname"])
+        and (threads is None or all(type(t) is int and 0 <= t <= INT32_MAX for t in threads))
+        and (accelerators is None or all(map(_name, accelerators)))
+        and (configuration is None or _name(configuration))
+    )
+
+
+def _started_valid(p: Mapping[str, Any]) -> bool:
+    """True when the `job.started` model surely accepts a payload of `started_payload` (bounds included)."""
+    return (
+        all(_name(p[k]) for k in ("user", "project", "subCluster")) and _name(p["cluster"]) and p["cluster"] != ""
+        and _name(p["partition"]) and p["shared"] in _SHARED_MODES
+        and all(-INT32_MAX - 1 <= p[k] <= INT32_MAX for k in _COUNTS)
+        and all(-INT64_MAX - 1 <= p[k] <= INT64_MAX for k in _INT64S)
+        and (p["dbId"] is None or (type(p["dbId"]) is int and -INT64_MAX - 1 <= p["dbId"] <= INT64_MAX))
+        and all(_name(k) and k != "" and len(v) <= TEXT_MAX for k, v in p["metaData"].items())
+        and all(_name(t["type"]) and _name(t["name"]) and _name(t["scope"]) for t in p["tags"])
+        and all(_resource_valid(r) for r in p["resources"])
     )
 
 
@@ -187,9 +213,37 @@ def _stopped_valid(p: Mapping[str, Any]) -> bool:
     return type(state) is str and state in _JOB_STATES and p["duration"] >= 0
 
 
+def _finite_fields(stat: Mapping[str, Any]) -> dict[str, Any]:
+    """A metric's statistics with NaN and infinities as null: what JSON (and so the log) can hold of them."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in stat.items()}
+
+
 def _archived_valid(p: Mapping[str, Any]) -> bool:
     """True when the `job.archived` model surely accepts a payload of `events_from_meta`."""
-    return type(p["location"]) is str and set(map(type, p["statistics"])) <= _STR_TYPE
+    return (
+        type(p["location"]) is str and len(p["location"]) <= TEXT_MAX and set(map(type, p["statistics"])) <= _STR_TYPE
+        and all(len(k) <= NAME_MAX for k in p["statistics"]) and math.isfinite(p["energy"])
+        and all(math.isfinite(v) for v in p["footprint"].values())
+        and all(math.isfinite(v) for v in p["energyFootprint"].values())
+        and _plain_statistics(p["statistics"])
+    )
+
+
+def _plain_statistics(stats: Mapping[str, Any]) -> bool:
+    """Statistics of the usual shape ({metric: {unit: {...}, avg, min, max}}) with finite numbers only."""
+    for stat in stats.values():
+        for value in stat.values():
+            if type(value) is float and not math.isfinite(value):
+                return False
+            if type(value) is int and not -INT64_MAX - 1 <= value <= INT64_MAX:
+                return False
+            if isinstance(value, list) or (isinstance(value, dict) and not _plain_unit(value)):
+                return False
+    return True
+
+
+def _plain_unit(unit: Mapping[str, Any]) -> bool:
+    return all(type(v) is str and len(v) <= NAME_MAX for v in unit.values())
 
 
 def job_key(meta: Mapping[str, Any]) -> JobKey:
@@ -235,7 +289,7 @@ def events_from_meta(
     stats = meta.get("statistics")
     if not is_mapping(stats) or not stats:
         stats = statistics_from_data(data, started["numNodes"]) if data is not None else {}
-    stats = {k: v for k, v in stats.items() if is_mapping(v)}
+    stats = {k: _finite_fields(v) for k, v in stats.items() if is_mapping(v)}
     rules = metric_config if isinstance(metric_config, FootprintRules) else FootprintRules.of(metric_config)
     energy_footprint, total = rules.energy(stats, started["numNodes"], duration)
     archived = {

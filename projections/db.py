@@ -11,6 +11,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.pool import StaticPool
 
 from projections.schema import DDL, SCHEMA_VERSION
+from streams.runtime import quarantine
 
 
 def _on_connect_writer(dbapi_conn: sqlite3.Connection, _record: Any, *, lock_wait: float) -> None:
@@ -73,6 +74,8 @@ def create_schema(engine: Engine) -> None:
         for statement in DDL.split(";"):
             if statement.strip():
                 conn.exec_driver_sql(statement)
+        for statement in quarantine.SCHEMA:  # what the projection skipped, beside its checkpoint
+            conn.exec_driver_sql(statement)
         conn.execute(
             text("INSERT OR IGNORE INTO schema_migrations (version, dirty) VALUES (:v, 0)"),
             {"v": SCHEMA_VERSION},

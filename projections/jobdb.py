@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -11,7 +15,8 @@ from projections import jobs, nodes, tags, users
 from projections.db import create_schema
 from projections.handlers import HandlerTable
 from streams.events import Event
-from streams.runtime import CheckpointMoved
+from streams.runtime import CheckpointMoved, quarantine
+from streams.runtime.quarantine import Action, AgentRequest, QuarantinedEvent
 
 #: One table from event type to handler for the whole job database.
 HANDLERS: HandlerTable = {**jobs.HANDLERS, **tags.HANDLERS, **users.HANDLERS, **nodes.HANDLERS}
@@ -71,6 +76,60 @@ class JobDatabaseProjection:
         while len(self._recent_ids) > _RECENT_IDS:
             self._recent_ids.popitem(last=False)
 
+    # -- quarantine (see streams.runtime.quarantine) ----------------------------------------------
+
+    def skip(self, event: Event, error: str, attempts: int) -> None:
+        with self.engine.begin() as conn:
+            execute = _executor(conn)
+            quarantine.put(execute, self.name, event, error, attempts, time.time())
+            if (event.position or 0) > self._stored_checkpoint(conn):
+                conn.exec_driver_sql(_WRITE_CHECKPOINT, (self.name, event.position or 0))
+
+    def reapply(self, event: Event) -> None:
+        started: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            conn.info[jobs.STARTED_IDS] = started
+            try:
+                self._apply_one(conn, event)
+            finally:
+                conn.info.pop(jobs.STARTED_IDS, None)
+            quarantine.release(_executor(conn), self.name, event.position or 0)
+        self._recent_ids.update(started)
+
+    # The writer engine is one connection for the agent's thread (and the log writer's, under the runner's
+    # lock); operators and status pages call these from any thread, so they open a connection of their own.
+
+    @contextmanager
+    def _own_connection(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(str(self.engine.url.database), timeout=5.0, isolation_level=None)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def quarantined(self) -> list[QuarantinedEvent]:
+        with self._own_connection() as conn:
+            return quarantine.entries(conn.execute, self.name)
+
+    def requests(self) -> list[AgentRequest]:
+        with self._own_connection() as conn:
+            return quarantine.requests(conn.execute, self.name)
+
+    def file_request(self, position: int, action: Action) -> None:
+        with self._own_connection() as conn:
+            quarantine.file_request(conn.execute, self.name, position, action, time.time())
+
+    def settle_request(self, position: int) -> None:
+        with self._own_connection() as conn:
+            quarantine.settle(conn.execute, self.name, position)
+
+    # -- applying --------------------------------------------------------------------------------
+
+    def _apply_one(self, conn: Connection, event: Event) -> None:
+        handler = self.handlers.get(event.type)
+        if handler is not None:
+            handler(conn, event)
+
     def _recordable_together(self, events: Sequence[Event], index: int) -> Sequence[Event]:
         """The run of starts and stops from `index` on that may be written all starts first, then all stops:
         each job started and stopped at most once in it, a stop never before its own start, and the
@@ -114,10 +173,14 @@ class JobDatabaseProjection:
                 jobs.record_job_stops(conn, [e for e in together if e.type == "job.stopped"])
                 index += len(together)
                 continue
-            event = events[index]
-            handler = self.handlers.get(event.type)
-            if handler is not None:
-                handler(conn, event)
+            self._apply_one(conn, events[index])
             index += 1
         conn.exec_driver_sql(_WRITE_CHECKPOINT, (self.name, events[-1].position or 0))
         return events
+
+
+def _executor(conn: Connection) -> quarantine.Execute:
+    def execute(sql: str, params: tuple[Any, ...]) -> Any:
+        return conn.exec_driver_sql(sql, params)
+
+    return execute

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from projections import schema
 from projections.handlers import HandlerTable
@@ -77,7 +78,10 @@ _ARCHIVED_SQL = (
 def _insert_jobs_sql(columns: tuple[str, ...], rows: int) -> str:
     """Plain SQL for `rows` job rows: the hot path of the live projection skips statement compilation."""
     row = f"({', '.join('?' * len(columns))})"
-    return f"INSERT INTO job ({', '.join(columns)}) VALUES {', '.join([row] * rows)} ON CONFLICT DO NOTHING"
+    # Only a job already stored under its key is passed over (an event applied again); a database id that
+    # another job holds (an imported id) is an error, reported with the event, never a silently lost job.
+    return (f"INSERT INTO job ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
+            " ON CONFLICT (job_id, cluster, start_time) DO NOTHING")
 
 
 @cache
@@ -90,6 +94,14 @@ def _stop_jobs_sql(rows: int) -> str:
     )
 
 
+class JobIdTaken(ValueError):
+    """An imported job keeps a database id that another job already has (live projection and rebuild alike)."""
+
+    def __init__(self, taken: Sequence[tuple[str, int]]) -> None:
+        super().__init__("database id already held by another job: "
+                         + ", ".join(f"{subject} keeps id {db_id}" for subject, db_id in taken))
+
+
 def _insert_jobs(conn: Connection, events: Sequence[Event]) -> None:
     """The job rows of `job.started` events whose rows have the same columns, one INSERT per 256.
 
@@ -99,9 +111,15 @@ def _insert_jobs(conn: Connection, events: Sequence[Event]) -> None:
     for start in range(0, len(events), _ROWS_PER_STATEMENT):
         chunk = events[start:start + _ROWS_PER_STATEMENT]
         rows = [job_start_values(e.data) for e in chunk]
-        result = conn.exec_driver_sql(
-            _insert_jobs_sql(tuple(rows[0]), len(rows)), tuple(value for row in rows for value in row.values())
-        )
+        try:
+            result = conn.exec_driver_sql(
+                _insert_jobs_sql(tuple(rows[0]), len(rows)), tuple(value for row in rows for value in row.values())
+            )
+        except IntegrityError as exc:
+            taken = [(e.subject, row["id"]) for e, row in zip(chunk, rows, strict=True) if "id" in row]
+            if taken and "job.id" in str(exc.orig):
+                raise JobIdTaken(taken) from None
+            raise
         if ids is not None and result.rowcount == len(chunk) and result.lastrowid:
             first = result.lastrowid - len(chunk) + 1
             ids.update((e.subject, first + i) for i, e in enumerate(chunk))

@@ -54,6 +54,7 @@ from streams.events import Event, parse_job_subject
 from streams.events.payloads import CURRENT_VERSION
 from streams.events.upcasters import upcast
 from streams.log import StoredEvent
+from streams.runtime import quarantine
 
 #: Bytes of a database file read through a memory map: building the indexes reads the whole job table
 #: once per index, a third faster from the map than through read() calls.
@@ -86,6 +87,7 @@ _WRITE_CHECKPOINT = (
 _STOP_SQL = f"UPDATE job SET job_state = ?, duration = ? WHERE {JOB_KEY_SQL}"
 _UNPARK_SQL = "DELETE FROM ccstream_parked_stop WHERE event_id = ?"
 #: sqlite3 error names of a taken key or id (anything else a held row runs into is an error).
+_ID = fold.JOB_COLUMNS.index("id")
 _TAKEN = frozenset({"SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"})
 
 # How the loader treats an event type whose handler is still the one named in _ROUTES.
@@ -142,6 +144,8 @@ class JobDatabaseBulkLoader:
         self._predecoded = self._routes.get("job.started") is _START and self._routes.get("job.stopped") is _STOP
         self._hold, self._batch = hold, max(1, batch)
         self._held: OrderedDict[JobKey, Row] = OrderedDict()
+        #: The start events of held rows that keep an imported id, should that id be taken (quarantined then).
+        self._id_starts: dict[JobKey, tuple[int, Callable[[int], StoredEvent]]] = {}
         self._folded: dict[JobKey, list[Folded]] = {}
         self._stops: list[tuple[Any, ...]] = []
         self._unparks: list[tuple[Any, ...]] = []
@@ -233,6 +237,8 @@ class JobDatabaseBulkLoader:
                 key, row = pre
                 if key not in held:  # else the handler's INSERT would do nothing
                     held[key] = row
+                    if row[_ID] != fold.NULL:
+                        self._id_starts[key] = (raw[0], fetch)
             else:
                 key, state, duration, parked = pre
                 current = held.get(key)
@@ -297,6 +303,9 @@ class JobDatabaseBulkLoader:
                 break
         if keys:
             self._insert(keys, rows, {key: folded.pop(key) for key in keys if key in folded})
+            if self._id_starts:
+                for key in keys:
+                    self._id_starts.pop(key, None)
 
     def _insert(self, keys: list[JobKey], rows: list[Row], folded: dict[JobKey, list[Folded]]) -> None:
         done = 0
@@ -309,8 +318,17 @@ class JobDatabaseBulkLoader:
                 if exc.sqlite_errorname not in _TAKEN:
                     raise
                 done += self._raw.total_changes - before
+                if "job.id" in str(exc):
+                    self._quarantine_taken_id(keys[done], rows[done])
             self._replay_folded(folded.get(keys[done], []))
             done += 1
+
+    def _quarantine_taken_id(self, key: JobKey, row: Row) -> None:
+        """A start keeps an id another job holds: quarantined as the live projection quarantines it."""
+        position, fetch = self._id_starts[key]
+        record = fetch(position)
+        error = jobs.JobIdTaken([(record.subject, int(row[_ID]))])
+        quarantine.put(self._raw.execute, self.name, record.event(), f"{type(error).__name__}: {error}", 1, 0.0)
 
     def _replay_folded(self, events: list[Folded]) -> None:
         """A held job's start found its key or id taken: its later events apply to the stored row."""

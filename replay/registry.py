@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from api.config import Settings
-from replay.dump import TableSpec
+from replay.dump import VOLATILE, TableSpec
 from replay.pages import Page
 from streams.log import StoredEvent
 
@@ -78,6 +78,8 @@ JOBDB_TABLES: Mapping[str, TableSpec] = {
     ),
     "ccstream_checkpoint": TableSpec(key=("name",)),
     "ccstream_parked_stop": TableSpec(key=("event_id",)),
+    # What the projection skipped: a rebuild quarantines the same events, after its own number of tries.
+    "ccstream_quarantine": TableSpec(key=("agent", "position"), exclude=VOLATILE | {"attempts", "quarantined_at"}),
 }
 
 def _job_database_loader(path: Path, page_size: int | None) -> BulkLoader:

@@ -42,3 +42,30 @@ class IntakeSettings(_Section):
         gt=0,
         description="Seconds an API answer waits for the read model to show what was just written.",
     )
+
+
+class AgentSettings(_Section):
+    """`agents` section: how the agents over the log (job database, archiver) deal with failing events."""
+
+    max_attempts: int = Field(
+        default=5,
+        alias="max-attempts",
+        ge=1,
+        le=1000,
+        description="Tries of one event before an agent quarantines it and moves on (`ccstream agents status`). "
+        "Failures of the environment (a locked database, a full disk) are retried for as long as they last.",
+    )
+    max_backoff: float = Field(
+        default=30.0,
+        alias="max-backoff",
+        gt=0,
+        le=3600,
+        description="Longest pause, in seconds, between two tries of a failing event.",
+    )
+    stop_timeout: float = Field(
+        default=3.0,
+        alias="stop-timeout",
+        gt=0,
+        le=60,
+        description="Seconds the server waits at shutdown for an agent to finish the batch in hand.",
+    )

@@ -1,4 +1,4 @@
-"""Operator endpoints: agent lag and failures, stops waiting for their start."""
+"""Operator endpoints: agent lag, failures and quarantined events, skip and retry, stops waiting for their start."""
 
 from __future__ import annotations
 
@@ -6,10 +6,18 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
 
+from api.agents import RequestRefused, check_request, file_and_wait
+from api.errors import ApiError
 from api.responses import JSON
-from api.routes.common import services_of
+from api.routes.common import parse_int, services_of
 from projections import queries
+from streams.runtime import AgentRunner
+from streams.runtime.quarantine import Action
+
+#: Seconds a skip or retry request waits for the agent to act on it before answering 202.
+REQUEST_WAIT = 5.0
 
 
 def build_router(admin_auth: Any) -> APIRouter:
@@ -20,13 +28,23 @@ def build_router(admin_auth: Any) -> APIRouter:
     async def status(request: Request) -> JSON:
         """Log head and, per agent, checkpoint, lag and the last failure."""
         services = services_of(request)
-        runners = [services.runner] + ([services.archiver] if services.archiver is not None else [])
-        body: dict[str, Any] = {"log": {"head": services.log.head()}, "agents": [asdict(r.status()) for r in runners]}
+        agents = await run_in_threadpool(lambda: [_agent_json(r) for r in services.runners()])
+        body: dict[str, Any] = {"log": {"head": services.log.head()}, "agents": agents}
         if services.agent_state is not None:
             body["archiverPending"] = len(services.agent_state.pending("archiver"))
         if services.metric_store is not None:
             body["metricStore"] = services.metric_store.stats()
         return JSON(body)
+
+    @router.post("/api/admin/agents/{agent}/skip/{position}")
+    async def skip_event(agent: str, position: str, request: Request) -> JSON:
+        """Skip the event an agent is blocked on: quarantined with its last error, the agent goes on."""
+        return await _file(request, agent, position, "skip")
+
+    @router.post("/api/admin/agents/{agent}/retry/{position}")
+    async def retry_event(agent: str, position: str, request: Request) -> JSON:
+        """Apply a quarantined event again (after a fix); it stays quarantined, with the new error, if it fails."""
+        return await _file(request, agent, position, "retry")
 
     @router.get("/api/admin/parked-stops")
     async def parked_stops(request: Request) -> JSON:
@@ -49,3 +67,27 @@ def build_router(admin_auth: Any) -> APIRouter:
         )
 
     return router
+
+
+def _agent_json(runner: AgentRunner) -> dict[str, Any]:
+    body = asdict(runner.status())
+    body["quarantine"] = [asdict(q) for q in runner.quarantined()]
+    body["requests"] = [asdict(r) for r in runner.agent.requests()]
+    return body
+
+
+async def _file(request: Request, agent: str, raw_position: str, action: Action) -> JSON:
+    services = services_of(request)
+    position = parse_int(raw_position, "position")
+    runner = next((r for r in services.runners() if r.agent.name == agent), None)
+    if runner is None:
+        names = ", ".join(r.agent.name for r in services.runners())
+        raise ApiError(404, f"no agent {agent!r} (agents: {names})")
+    try:
+        check_request(runner.agent, position, action, services.log.head())
+    except RequestRefused as exc:
+        raise ApiError(400, str(exc)) from None
+
+    outcome = (await run_in_threadpool(file_and_wait, runner.agent, position, action, REQUEST_WAIT,
+                                       runner.nudge)).as_json()
+    return JSON(outcome, status_code=200 if outcome["settled"] else 202)

@@ -14,6 +14,7 @@ from api.errors import ApiError
 from api.jobjson import job_json
 from projections import queries
 from streams.events import parse_job_subject
+from streams.events.bounds import INT64_MAX, INT64_MIN
 from streams.ingest.outcomes import JobConflict, Rejected
 from streams.ingest.requests import describe
 
@@ -51,9 +52,12 @@ async def model_body(request: Request, model: type[Model]) -> Model:
 def parse_int(value: str, what: str) -> int:
     """An integer path or query value, or a 400 naming it."""
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise ApiError(400, f"invalid {what}: {value!r} is not an integer") from None
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ApiError(400, f"invalid {what}: {value!r} is outside the 64-bit integer range")
+    return number
 
 
 def parse_bool(value: str | None, what: str) -> bool:

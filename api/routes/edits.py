@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, RootModel
 from sqlalchemy import RowMapping
 
 from api.bootstrap import Services
@@ -23,6 +23,7 @@ from api.routes.common import (
 )
 from projections import queries
 from streams.events import Event, job_subject, new_event
+from streams.events.bounds import Name, NonEmptyName, NonNegativeInt64, Text, Timestamp
 
 
 class _Strict(BaseModel):
@@ -30,9 +31,9 @@ class _Strict(BaseModel):
 
 
 class ApiTag(_Strict):
-    type: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    scope: str = ""
+    type: NonEmptyName
+    name: NonEmptyName
+    scope: Name = ""
 
 
 class TagList(RootModel[list[ApiTag]]):
@@ -40,21 +41,21 @@ class TagList(RootModel[list[ApiTag]]):
 
 
 class EditMeta(_Strict):
-    key: str = Field(min_length=1)
-    value: str
+    key: NonEmptyName
+    value: Text
 
 
 class JobMetaRequest(_Strict):
-    jobId: int
-    cluster: str | None = None
-    startTime: int | None = None
+    jobId: NonNegativeInt64
+    cluster: Name | None = None
+    startTime: Timestamp | None = None
     payload: EditMeta
 
 
 class DeleteJobRequest(_Strict):
-    jobId: int
-    cluster: str | None = None
-    startTime: int | None = None
+    jobId: NonNegativeInt64
+    cluster: Name | None = None
+    startTime: Timestamp | None = None
 
 
 def _subject(row: RowMapping) -> str:

@@ -47,7 +47,9 @@ def build_router(api_auth: Any) -> APIRouter:
         except Rejected as exc:
             raise await rejection(services, exc) from None
         if not await services.visible(accepted.position):
-            return JSON({"msg": "success"}, status_code=201)
+            # Durable in the log (a retry is answered the same), not in the job table yet: say why.
+            return JSON({"msg": "success", "warning": "the job is stored but not listed yet: "
+                         + services.not_visible_because(accepted.position)}, status_code=201)
         db_id = services.projection.recent_id(accepted.subject)
         if db_id is None:
             row = job_by_subject(services, accepted.subject)
@@ -64,15 +66,19 @@ def build_router(api_auth: Any) -> APIRouter:
         except Rejected as exc:
             raise await rejection(services, exc) from None
         if accepted.parked:
+            await services.visible(accepted.position)  # listed by /api/admin/parked-stops once answered
             return JSON(
                 {"msg": f"stop parked: job not started yet ({accepted.subject}); applied when its start arrives"},
                 status_code=202,
             )
-        await services.visible(accepted.position)
+        if not await services.visible(accepted.position):
+            return JSON({"msg": "stop stored; the job table does not show it yet: "
+                         + services.not_visible_because(accepted.position)}, status_code=202)
         cluster, job_id, start_time = parse_job_subject(accepted.subject)
         found = services.job_lookup.job_with_tags(cluster, job_id, start_time or 0)
         if found is None:
-            raise ApiError(500, "stopped job is not visible in the job table")
+            return JSON({"msg": f"stop stored; job {accepted.subject} is not in the job table (deleted?)"},
+                        status_code=202)
         row, tags = found
         return JSON(job_json(row, tags or None))
 

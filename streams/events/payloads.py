@@ -6,6 +6,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from streams.events.bounds import (
+    FiniteFloat,
+    Int32,
+    Int64,
+    JsonObject,
+    Name,
+    NonEmptyName,
+    NonNegativeInt64,
+    Text,
+)
+
 JobState = Literal[
     "boot_fail", "cancelled", "completed", "deadline", "failed", "node_fail",
     "out-of-memory", "pending", "preempted", "running", "suspended", "timeout",
@@ -22,130 +33,131 @@ class Payload(BaseModel):
 class Resource(Payload):
     """One node of a job and what the job holds on it (cc-backend `schema.Resource`)."""
 
-    hostname: str
-    hwthreads: list[int] | None = None
-    accelerators: list[str] | None = None
-    configuration: str | None = None
+    hostname: Name
+    hwthreads: list[Int32] | None = None
+    accelerators: list[Name] | None = None
+    configuration: Name | None = None
 
 
 class JobTag(Payload):
     """A tag as carried inside a job record (cc-backend `schema.Tag`)."""
 
-    id: int | None = None
-    type: str
-    name: str
-    scope: str = "global"
+    id: Int64 | None = None
+    type: NonEmptyName
+    name: NonEmptyName
+    scope: Name = "global"
 
 
 class JobStartedV1(Payload):
     """A job began running; the fields and names of cc-backend's `schema.Job` (archive `meta.json`)."""
 
-    jobId: int
-    user: str
-    project: str
-    cluster: str
-    subCluster: str
-    partition: str = ""
-    arrayJobId: int = 0
-    numNodes: int
-    numHwthreads: int = 0
-    numAcc: int = 0
+    jobId: Int64
+    # Empty user and project are refused at intake (cc-backend's rule), not in imported history.
+    user: Name
+    project: Name
+    cluster: NonEmptyName
+    subCluster: Name
+    partition: Name = ""
+    arrayJobId: Int64 = 0
+    numNodes: Int32
+    numHwthreads: Int32 = 0
+    numAcc: Int32 = 0
     shared: SharedMode = "none"
     monitoringStatus: int = Field(default=1, ge=0, le=3)
-    smt: int = 1
-    walltime: int = 0
-    requestedMemory: int = 0
-    submitTime: int = 0
-    startTime: int
+    smt: Int32 = 1
+    walltime: Int32 = 0
+    requestedMemory: Int64 = 0
+    submitTime: Int64 = 0
+    startTime: Int64
     resources: list[Resource]
-    metaData: dict[str, str] = Field(default_factory=dict)
+    metaData: dict[NonEmptyName, Text] = Field(default_factory=dict)
     tags: list[JobTag] = Field(default_factory=list)
-    footprint: dict[str, float] | None = None
-    energyFootprint: dict[str, float] | None = None
-    energy: float = 0.0
-    statistics: dict[str, Any] | None = None
+    footprint: dict[Name, FiniteFloat] | None = None
+    energyFootprint: dict[Name, FiniteFloat] | None = None
+    energy: FiniteFloat = 0.0
+    statistics: JsonObject | None = None
     #: Database id to keep, for jobs imported from an existing cc-backend database.
-    dbId: int | None = None
+    dbId: Int64 | None = None
 
 
 class JobStoppedV1(Payload):
     """A running job ended."""
 
     jobState: JobState
-    stopTime: int
-    duration: int = Field(ge=0)
+    stopTime: Int64
+    duration: NonNegativeInt64
     #: The parked stop this stop resolves, when the stop arrived before its start.
-    parkedStopId: str | None = None
+    parkedStopId: Name | None = None
 
 
 class JobStopParkedV1(Payload):
     """A stop arrived for a job not started yet; kept until its start arrives."""
 
-    cluster: str
-    jobId: int
-    startTime: int | None = None
+    cluster: NonEmptyName
+    jobId: Int64
+    startTime: Int64 | None = None
     jobState: JobState
-    stopTime: int
+    stopTime: Int64
 
 
 class JobTagAddedV1(Payload):
     """A tag was attached to a job."""
 
-    type: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    scope: str = "global"
+    type: NonEmptyName
+    name: NonEmptyName
+    scope: Name = "global"
 
 
 class JobTagRemovedV1(Payload):
     """A tag was detached from a job."""
 
-    type: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    scope: str = "global"
+    type: NonEmptyName
+    name: NonEmptyName
+    scope: Name = "global"
 
 
 class TagDeletedV1(Payload):
     """A tag was removed from the system, and from every job that had it."""
 
-    type: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    scope: str = "global"
+    type: NonEmptyName
+    name: NonEmptyName
+    scope: Name = "global"
 
 
 class JobMetadataUpdatedV1(Payload):
     """One key of a job's metaData was set (an existing key is overwritten)."""
 
-    key: str = Field(min_length=1)
-    value: str
+    key: NonEmptyName
+    value: Text
 
 
 class JobDeletedV1(Payload):
     """A job was removed from the job database (its archive entry stays)."""
 
-    reason: str = ""
+    reason: Text = ""
 
 
 class JobArchivedV1(Payload):
     """A stopped job's metrics were captured into the job archive; the facts derived from them."""
 
     #: Per-metric statistics as in meta.json: {metric: {"unit": {...}, "avg": .., "min": .., "max": ..}}.
-    statistics: dict[str, Any] = Field(default_factory=dict)
+    statistics: JsonObject = Field(default_factory=dict)
     #: `<metric>_<stat>` values of the subcluster's footprint metrics.
-    footprint: dict[str, float] = Field(default_factory=dict)
+    footprint: dict[Name, FiniteFloat] = Field(default_factory=dict)
     #: Energy in kWh per energy metric, and their sum in `energy`.
-    energyFootprint: dict[str, float] = Field(default_factory=dict)
-    energy: float = 0.0
+    energyFootprint: dict[Name, FiniteFloat] = Field(default_factory=dict)
+    energy: FiniteFloat = 0.0
     #: Where the archive entry lives (backend-specific path or key).
-    location: str = ""
+    location: Text = ""
     #: Metrics configured for the job but absent from the metric store.
-    missingMetrics: list[str] = Field(default_factory=list)
+    missingMetrics: list[Name] = Field(default_factory=list)
 
 
 class JobArchivingFailedV1(Payload):
     """Archiving a job failed; it is retried with back-off up to a limit."""
 
-    reason: str
-    attempt: int = Field(ge=1)
+    reason: Text
+    attempt: Int32 = Field(ge=1)
     #: True once the retry limit is reached: the job is left with monitoring status 2 (failed).
     final: bool = False
 
@@ -153,28 +165,28 @@ class JobArchivingFailedV1(Payload):
 class UserCreatedV1(Payload):
     """A user account was created or replaced (password holds a bcrypt hash, never the password)."""
 
-    username: str = Field(min_length=1)
-    password: str | None = None
-    roles: list[str] = Field(default_factory=list)
-    projects: list[str] = Field(default_factory=list)
-    name: str | None = None
-    email: str | None = None
+    username: NonEmptyName
+    password: Name | None = None
+    roles: list[NonEmptyName] = Field(default_factory=list)
+    projects: list[NonEmptyName] = Field(default_factory=list)
+    name: Name | None = None
+    email: Name | None = None
     #: cc-backend's `ldap` column: 0 local, 1 LDAP, 2 token, 3 OIDC.
-    authSource: int = 0
+    authSource: int = Field(default=0, ge=0, le=3)
 
 
 class UserUpdatedV1(Payload):
     """A user's roles or projects changed; absent fields stay as they are."""
 
-    username: str = Field(min_length=1)
-    roles: list[str] | None = None
-    projects: list[str] | None = None
+    username: NonEmptyName
+    roles: list[NonEmptyName] | None = None
+    projects: list[NonEmptyName] | None = None
 
 
 class UserDeletedV1(Payload):
     """A user account was removed."""
 
-    username: str = Field(min_length=1)
+    username: NonEmptyName
 
 
 SchedulerState = Literal["allocated", "reserved", "idle", "mixed", "down", "unknown"]
@@ -184,18 +196,18 @@ MonitoringState = Literal["full", "partial", "failed"]
 class ReportedNode(Payload):
     """One node of a node-state report, resolved at intake (subcluster, scheduler and health state)."""
 
-    hostname: str = Field(min_length=1)
-    subCluster: str
+    hostname: NonEmptyName
+    subCluster: Name
     #: The states as the scheduler reported them (e.g. `["IDLE", "DRAIN"]`).
-    states: list[str] = Field(default_factory=list)
+    states: list[Name] = Field(default_factory=list)
     nodeState: SchedulerState
     healthState: MonitoringState
     #: `{"missing": [...], "degraded": [...]}` from the metric store; None when not checked (down nodes).
-    healthMetrics: dict[str, list[str]] | None = None
-    cpusAllocated: int = 0
-    memoryAllocated: int = 0
-    gpusAllocated: int = 0
-    jobsRunning: int = 0
+    healthMetrics: dict[Name, list[Name]] | None = None
+    cpusAllocated: Int32 = 0
+    memoryAllocated: Int64 = 0
+    gpusAllocated: Int32 = 0
+    jobsRunning: Int32 = 0
 
 
 class NodeStatesReportedV1(Payload):
@@ -204,12 +216,12 @@ class NodeStatesReportedV1(Payload):
     Health is computed at intake and carried here, so replaying the event never asks a metric store.
     """
 
-    cluster: str = Field(min_length=1)
+    cluster: NonEmptyName
     #: Unix seconds the states were observed (the line timestamp, else when the report arrived).
-    timeStamp: int
+    timeStamp: Int64
     nodes: list[ReportedNode]
     #: Hosts the cluster's nodelists do not know: kept for the record, not stored in the node table.
-    unknownHosts: list[str] = Field(default_factory=list)
+    unknownHosts: list[Name] = Field(default_factory=list)
 
 
 #: Every published (type, version) and its model. Adding a version means adding an upcaster too.

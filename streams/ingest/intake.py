@@ -13,13 +13,22 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 import orjson
+from pydantic import ValidationError
 
 from streams.events import Event, derived_event_id, job_family_prefix, job_subject, new_event, parse_job_subject
 from streams.events.payloads import JobStartedV1
 from streams.ingest.family import JobFamily
 from streams.ingest.locks import KeyedLocks
 from streams.ingest.outcomes import Accepted, Invalid, JobConflict, NotFound
-from streams.ingest.requests import InvalidRequest, StartJobRequest, StopJobRequest, parse_start, parse_stop
+from streams.ingest.requests import (
+    InvalidRequest,
+    StartJobRequest,
+    StopJobRequest,
+    check_payload,
+    describe,
+    parse_start,
+    parse_stop,
+)
 from streams.log import EventLog
 from streams.settings import IntakeSettings
 
@@ -154,7 +163,10 @@ class JobIntake:
         if request.exclusive is not None and request.shared == "none" and request.exclusive != 1:
             # Older adapters send `exclusive` (1 exclusive, 0 shared, 2 single user) instead of `shared`.
             data["shared"] = {0: "multi_user", 2: "single_user"}.get(request.exclusive, "none")
-        return JobStartedV1.model_validate(data).model_dump(mode="json", exclude={"dbId"})
+        try:
+            return JobStartedV1.model_validate(data).model_dump(mode="json", exclude={"dbId"})
+        except ValidationError as exc:
+            raise Invalid(f"invalid job: {describe(exc)}") from None
 
     def _assign_subcluster(self, request: StartJobRequest) -> str:
         cluster = request.cluster
@@ -279,7 +291,15 @@ class JobIntake:
     # -- edits of known jobs --------------------------------------------------------------------
 
     async def record(self, events: Sequence[Event]) -> int:
-        """Append events built by the caller (tags, metadata, deletion, users); returns the last position."""
+        """Append events built by the caller (tags, metadata, deletion, users); returns the last position.
+
+        Each is held to its payload model first: an event the read models cannot store is refused here.
+        """
+        for event in events:
+            try:
+                check_payload(event.type, event.version, event.data)
+            except InvalidRequest as exc:
+                raise Invalid(str(exc)) from None
         results = await self.log.append_async(events)
         return results[-1].position if results else self.log.head()
 

@@ -13,12 +13,13 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from streams.events import new_event
+from streams.events.bounds import Count, Name, NonEmptyName, NonNegativeInt64
 from streams.events.payloads import MonitoringState, NodeStatesReportedV1, SchedulerState
 from streams.ingest.outcomes import Accepted, Invalid
-from streams.ingest.requests import describe
+from streams.ingest.requests import InvalidRequest, check_payload, describe
 from streams.log import EventLog
 
 log = logging.getLogger(__name__)
@@ -91,18 +92,18 @@ class _Strict(BaseModel):
 class NodeIn(_Strict):
     """cc-lib's `schema.NodePayload`."""
 
-    hostname: str = Field(min_length=1)
-    states: list[str] | None = None
-    cpusAllocated: int = 0
-    memoryAllocated: int = 0
-    gpusAllocated: int = 0
-    jobsRunning: int = 0
+    hostname: NonEmptyName
+    states: list[Name] | None = None
+    cpusAllocated: Count = 0
+    memoryAllocated: NonNegativeInt64 = 0
+    gpusAllocated: Count = 0
+    jobsRunning: Count = 0
 
 
 class NodeStatesRequest(_Strict):
     """cc-backend's `UpdateNodeStatesRequest`."""
 
-    cluster: str = ""
+    cluster: Name = ""
     nodes: list[NodeIn] | None = None
 
 
@@ -211,6 +212,10 @@ class NodeStateIntake:
                 "node state report for %s names %d host(s) no subcluster lists, not stored: %s",
                 request.cluster, len(data["unknownHosts"]), ", ".join(data["unknownHosts"][:20]),
             )
+        try:
+            check_payload("node.states_reported", 1, data)
+        except InvalidRequest as exc:
+            raise Invalid(str(exc)) from None
         event = new_event("node.states_reported", subject, data, id=event_id, source=source)
         [result] = await self.log.append_async([event])
         return Accepted(subject, result.position, repeated=result.duplicate)

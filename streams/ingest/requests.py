@@ -6,7 +6,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from streams.events.payloads import JobState, SharedMode
+from streams.events.bounds import (
+    Count,
+    FiniteFloat,
+    Int64,
+    JsonObject,
+    Name,
+    NonEmptyName,
+    NonNegativeInt64,
+    Text,
+    Timestamp,
+)
+from streams.events.payloads import JobState, SharedMode, UnknownEventType, payload_model
 
 
 class _Strict(BaseModel):
@@ -22,73 +33,73 @@ def normalise_job_state(value: object) -> object:
 class ResourceIn(_Strict):
     """One node of a job as the scheduler reports it."""
 
-    hostname: str = Field(min_length=1)
-    hwthreads: list[int] | None = None
-    accelerators: list[str] | None = None
-    configuration: str | None = None
+    hostname: NonEmptyName
+    hwthreads: list[Count] | None = None
+    accelerators: list[Name] | None = None
+    configuration: Name | None = None
 
 
 class TagIn(_Strict):
     """A tag as sent with a job or to `tag_job`."""
 
-    id: int | None = None
-    type: str
-    name: str
-    scope: str | None = None
+    id: Int64 | None = None
+    type: NonEmptyName
+    name: NonEmptyName
+    scope: Name | None = None
 
 
 class JobLinkList(_Strict):
     """`concurrentJobs` as cc-slurm-adapter marshals it (always empty on start)."""
 
-    items: list[dict[str, Any]] | None = None
-    count: int = 0
-    listQuery: str | None = None
+    items: list[JsonObject] | None = None
+    count: Count = 0
+    listQuery: Text | None = None
 
 
 class StartJobRequest(_Strict):
     """cc-backend's `schema.Job` as accepted by `start_job`, every field it marshals included."""
 
-    id: int | None = None
-    jobId: int
-    user: str = ""
-    project: str = ""
-    cluster: str = ""
-    subCluster: str = ""
-    partition: str = ""
-    arrayJobId: int = 0
-    numNodes: int = 0
-    numHwthreads: int = 0
-    numAcc: int = 0
+    id: Int64 | None = None
+    jobId: NonNegativeInt64
+    user: Name = ""
+    project: Name = ""
+    cluster: Name = ""
+    subCluster: Name = ""
+    partition: Name = ""
+    arrayJobId: NonNegativeInt64 = 0
+    numNodes: Count = 0
+    numHwthreads: Count = 0
+    numAcc: Count = 0
     shared: SharedMode | Literal[""] = "none"
-    exclusive: int | None = None
+    exclusive: Int64 | None = None
     monitoringStatus: int = Field(default=1, ge=0, le=3)
-    smt: int = 1
+    smt: Count = 1
     jobState: JobState | Literal[""] = ""
-    duration: int = 0
+    duration: NonNegativeInt64 = 0
 
     _state = field_validator("jobState", mode="before")(normalise_job_state)
-    walltime: int = 0
-    requestedMemory: int = 0
-    submitTime: int = 0
-    startTime: int = 0
+    walltime: Count = 0
+    requestedMemory: NonNegativeInt64 = 0
+    submitTime: Timestamp = 0
+    startTime: Timestamp = 0
     resources: list[ResourceIn] | None = None
-    metaData: dict[str, str] | None = None
+    metaData: dict[NonEmptyName, Text] | None = None
     tags: list[TagIn] | None = None
-    footprint: dict[str, float] | None = None
-    energyFootprint: dict[str, float] | None = None
-    energy: float = 0.0
-    statistics: dict[str, Any] | None = None
+    footprint: dict[Name, FiniteFloat] | None = None
+    energyFootprint: dict[Name, FiniteFloat] | None = None
+    energy: FiniteFloat = 0.0
+    statistics: JsonObject | None = None
     concurrentJobs: JobLinkList | None = None
 
 
 class StopJobRequest(_Strict):
     """cc-backend's `StopJobApiRequest`; cc-slurm-adapter omits `startTime`."""
 
-    jobId: int | None = None
-    cluster: str | None = None
-    startTime: int | None = None
+    jobId: NonNegativeInt64 | None = None
+    cluster: Name | None = None
+    startTime: Timestamp | None = None
     jobState: JobState | Literal[""] = ""
-    stopTime: int
+    stopTime: Timestamp
 
     _state = field_validator("jobState", mode="before")(normalise_job_state)
 
@@ -130,3 +141,17 @@ def parse_stop(raw: bytes | str | dict[str, Any]) -> StopJobRequest:
         return StopJobRequest.model_validate_json(raw)
     except ValidationError as exc:
         raise InvalidRequest(f"parsing request body failed: {describe(exc)}") from None
+
+
+def check_payload(type: str, version: int, data: dict[str, Any]) -> None:
+    """Hold an event built from a request to its payload model (bounds included) before it is appended.
+
+    Request models already name most faults in the client's words; this is the guarantee that nothing a
+    read model cannot store is appended, whatever route built the event.
+    """
+    try:
+        payload_model(type, version).model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(f"invalid {type} event: {describe(exc)}") from None
+    except UnknownEventType as exc:
+        raise InvalidRequest(str(exc)) from None

@@ -8,7 +8,7 @@ import time
 from collections.abc import Collection, Sequence
 
 from streams.events import Event
-from streams.events.codec import encode_data
+from streams.events.codec import as_read, encode_data
 from streams.log.protocol import AppendResult, LogClosed, StoredEvent
 
 
@@ -33,7 +33,8 @@ class MemoryEventLog:
                     results.append(AppendResult(known, True))
                     continue
                 position = len(self._events) + 1
-                self._events.append(event.recorded(position, now))
+                # Stored as readers of a log file would see it: round-tripped through the codec, lifted.
+                self._events.append(as_read(event, encode_data(event.data), position, now))
                 self._by_id[event.id] = position
                 results.append(AppendResult(position, False))
             self._changed.notify_all()

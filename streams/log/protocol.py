@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from typing import NamedTuple, Protocol
 
 from streams.events import Event
-from streams.events.codec import decode_data
+from streams.events.codec import decode_data, lift
 
 
 class AppendResult(NamedTuple):
@@ -35,12 +35,12 @@ class StoredEvent(NamedTuple):
     recorded_at: float
 
     def event(self) -> Event:
-        """The full event (payload decoded, not upcast)."""
-        return Event(
+        """The full event as every reader sees it (payload decoded and lifted to the current version)."""
+        return lift(Event(
             id=self.id, type=self.type, subject=self.subject, data=decode_data(self.data), version=self.version,
             time=self.time, source=self.source, causation_id=self.causation_id, position=self.position,
             recorded_at=self.recorded_at,
-        )
+        ))
 
 
 class LogClosed(RuntimeError):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.events import Event
-from streams.events.codec import decode_data, encode_data
+from streams.events.codec import as_read, decode_data, encode_data, lift
 from streams.log.protocol import AppendResult, LogClosed, StoredEvent
 from streams.log.tail import RecentEvents
 
@@ -110,7 +110,7 @@ def _settle_all(answers: list[tuple[asyncio.Future[list[AppendResult]], Outcome]
 
 def _row_to_event(row: tuple[Any, ...]) -> Event:
     position, id_, type_, version, subject, time_, source, causation_id, data, recorded_at = row
-    return Event(
+    return lift(Event(
         id=str(id_),
         type=str(type_),
         subject=str(subject),
@@ -121,7 +121,7 @@ def _row_to_event(row: tuple[Any, ...]) -> Event:
         causation_id=causation_id,
         position=int(position),
         recorded_at=float(recorded_at),
-    )
+    ))
 
 
 def _row_of(event: Event) -> tuple[Any, ...]:
@@ -265,7 +265,9 @@ class SQLiteEventLog:
                 results.append(AppendResult(position, not fresh))
                 if fresh:
                     positions[row[0]] = (position, False)  # a second copy in this group is a duplicate
-                    stored.append(event.recorded(position, now))
+                    # As readers decode it from the file, not as the producer built it: live agents
+                    # and a replay of the log must see the same payload.
+                    stored.append(as_read(event, row[-1], position, now))
                     sizes.append(len(row[-1]))
             outcomes.append(results)
         # New rows were numbered in the order of their first copy in the group, so `stored` ascends.

@@ -2,8 +2,12 @@
 
 The agent applies a batch and stores its new checkpoint atomically (one transaction), so a crash at
 any point resumes exactly where the last commit left off. A failing batch is retried with back-off,
-shrinking to one event to isolate the culprit; it is reported in the status and the log, never
-skipped: a read model that silently missed an event would be wrong forever.
+shrinking to one event to isolate the culprit. An event that still fails after `max_attempts` tries is
+quarantined: the agent records it with the error in the same transaction that moves its checkpoint
+past it, and goes on, so one bad event can never stop a read model, and the read model says what it
+skipped (`ccstream agents status`). Failures of the environment (a locked database, a full disk) are
+not the event's fault: they are retried for as long as they last and never quarantine anything. An
+event this build cannot read (unknown type, newer version) is quarantined at once.
 """
 
 from __future__ import annotations
@@ -11,19 +15,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from streams.events import Event
-from streams.events.upcasters import upcast
+from streams.events.codec import unreadable
 from streams.log import EventLog
+from streams.runtime.quarantine import Action, AgentRequest, QuarantinedEvent
 
 log = logging.getLogger(__name__)
 
 #: Most events `AgentRunner.apply_committed` applies in the log writer's thread; more are left to the agent's own.
 INLINE_LIMIT = 256
+#: Tries of one event before it is quarantined (failures of the environment excepted).
+MAX_ATTEMPTS = 5
+#: Seconds between two looks at operators' requests while the agent is idle.
+REQUEST_POLL = 1.0
+#: Recently quarantined positions remembered, so read-your-writes waits can say their event was skipped.
+_SKIPPED_MEMORY = 1024
 
 
 class CheckpointMoved(RuntimeError):
@@ -46,6 +60,30 @@ class CheckpointedAgent(Protocol):
         """Apply the events and store events[-1].position as checkpoint, all or nothing."""
         ...
 
+    def skip(self, event: Event, error: str, attempts: int) -> None:
+        """Quarantine `event` with its error and move the checkpoint to it (never back), all or nothing."""
+        ...
+
+    def reapply(self, event: Event) -> None:
+        """Apply a quarantined event now, out of order, and lift its quarantine, all or nothing."""
+        ...
+
+    def quarantined(self) -> list[QuarantinedEvent]:
+        """The events this agent has skipped."""
+        ...
+
+    def requests(self) -> list[AgentRequest]:
+        """Operators' requests not acted on yet."""
+        ...
+
+    def file_request(self, position: int, action: Action) -> None:
+        """File an operator's request (the CLI and the admin API do)."""
+        ...
+
+    def settle_request(self, position: int) -> None:
+        """Mark a request as acted on."""
+        ...
+
 
 @dataclass(frozen=True)
 class AgentStatus:
@@ -59,18 +97,20 @@ class AgentStatus:
     failures: int
     last_error: str | None
     blocked_at: int | None
+    #: Events skipped after their retries (or unreadable); each is listed by `AgentRunner.quarantined`.
+    quarantined: int
+    max_attempts: int
 
 
-def upcast_event(event: Event) -> Event:
-    """Hand agents only current payload versions."""
-    version, data = upcast(event.type, event.version, event.data)
-    if version == event.version:
-        return event
-    return Event(
-        id=event.id, type=event.type, subject=event.subject, data=data, version=version, time=event.time,
-        source=event.source, causation_id=event.causation_id, position=event.position,
-        recorded_at=event.recorded_at,
-    )
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure is the environment's (locked or unreachable database, I/O), not the event's.
+
+    SQLAlchemy wraps the driver's exception (`orig`); both are looked at, and the cause.
+    """
+    for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
+        if isinstance(candidate, sqlite3.OperationalError | OSError | TimeoutError):
+            return True
+    return False
 
 
 class AgentRunner:
@@ -85,6 +125,7 @@ class AgentRunner:
         max_backoff: float = 30.0,
         on_idle: Callable[[], None] | None = None,
         types: Collection[str] | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.log = log_
         self.agent = agent
@@ -94,16 +135,24 @@ class AgentRunner:
         self.types = frozenset(types) if types else None
         self.batch_size = batch_size
         self.max_backoff = max_backoff
+        self.max_attempts = max(1, max_attempts)
         self._position = agent.checkpoint()
         self._scanned = self._position
         self._progress = threading.Condition()
-        #: Held while a batch is applied, by the agent's thread or by `apply_committed`.
-        self._stepping = threading.Lock()
+        #: Held while a batch is applied, by the agent's thread or by `apply_committed`. Re-entrant: the agent's
+        #: thread acts on operators' requests while it backs off inside a step.
+        self._stepping = threading.RLock()
         self._stop = threading.Event()
+        #: Cuts a back-off short: set on stop and when an operator files a request.
+        self._wakeup = threading.Event()
         self._thread: threading.Thread | None = None
         self._failures = 0
         self._last_error: str | None = None
         self._blocked_at: int | None = None
+        self._blocked_event: Event | None = None
+        self._transient = False
+        self._skipped: deque[int] = deque(maxlen=_SKIPPED_MEMORY)
+        self._requests_seen = 0.0
         self._narrow_until = 0
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
@@ -120,8 +169,9 @@ class AgentRunner:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop after the batch in hand."""
+        """Stop after the batch in hand; `timeout` bounds the wait for it (the thread is a daemon)."""
         self._stop.set()
+        self._wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._wake_all()
@@ -138,6 +188,8 @@ class AgentRunner:
     def _run(self) -> None:
         while not self._stop.is_set():
             if not self.step():
+                if time.monotonic() - self._requests_seen >= REQUEST_POLL:
+                    self.act_on_requests()
                 if self.on_idle is not None:
                     self._run_idle_hook()
                 # Short waits keep stop() prompt; an idle runner wakes ten times a second.
@@ -167,7 +219,8 @@ class AgentRunner:
         busy with a batch in its own thread, which then takes these too.
         """
         behind = head - self._position
-        if self._stop.is_set() or self._failures or not 0 < behind <= INLINE_LIMIT:
+        failing = self._failures or self._position < self._narrow_until
+        if self._stop.is_set() or failing or not 0 < behind <= INLINE_LIMIT:
             return
         if not self._stepping.acquire(blocking=False):
             return
@@ -187,37 +240,149 @@ class AgentRunner:
                 self._scanned = head
         if not events:
             return False
-        batch = [upcast_event(e) for e in events]
+        batch = self._readable_prefix(events)
+        if not batch:  # the first event is one this build cannot read: no retry can change that
+            reason = unreadable(events[0]) or "unreadable event"
+            return self._quarantine(events[0], reason, 1) if back_off else False
         try:
             self.agent.apply(batch)
         except CheckpointMoved:
-            # `replay rebuild` swapped the read model: its stored checkpoint is the truth now.
+            # `replay rebuild` swapped the read model, or an operator's skip moved it: its stored
+            # checkpoint is the truth now.
             self._position = self.agent.checkpoint()
+            self._clear_failure()
             return True
         except Exception as exc:
             self._record_failure(batch, exc)
+            if len(batch) == 1 and back_off and self._failures >= self.max_attempts and not is_transient(exc):
+                return self._quarantine(batch[0], f"{type(exc).__name__}: {exc}", self._failures)
             if back_off:
-                self._stop.wait(min(self.max_backoff, 0.05 * (2 ** min(self._failures, 10))))
+                self._back_off()
             return not self._stop.is_set()
         if self._blocked_at is not None:
             log.warning("agent %s recovered at position %s", self.agent.name, self._blocked_at)
-        self._blocked_at = None
-        self._failures = 0
+        self._clear_failure()
         self._advance(batch[-1].position or self._position)
         return True
+
+    @staticmethod
+    def _readable_prefix(events: list[Event]) -> list[Event]:
+        for index, event in enumerate(events):
+            if unreadable(event) is not None:
+                return events[:index]
+        return events
+
+    def _back_off(self) -> None:
+        """Wait before the next try; an operator's skip of the blocked event is acted on meanwhile."""
+        self._wakeup.wait(min(self.max_backoff, 0.05 * (2 ** min(self._failures, 10))))
+        self._wakeup.clear()
+        if not self._stop.is_set():
+            self.act_on_requests()
+
+    def nudge(self) -> None:
+        """Look at operators' requests now, not after the back-off or poll interval in progress."""
+        self._requests_seen = 0.0
+        self._wakeup.set()
+
+    def _clear_failure(self) -> None:
+        self._blocked_at = None
+        self._blocked_event = None
+        self._failures = 0
 
     def _record_failure(self, batch: list[Event], exc: Exception) -> None:
         self._failures += 1
         self._last_error = f"{type(exc).__name__}: {exc}"
+        self._transient = is_transient(exc)
         if len(batch) == 1:
             self._blocked_at = batch[0].position
+            self._blocked_event = batch[0]
             log.error(
-                "agent %s cannot apply event %s (%s at position %s), attempt %d: %s",
-                self.agent.name, batch[0].id, batch[0].type, batch[0].position, self._failures, exc,
+                "agent %s cannot apply event %s (%s at position %s), attempt %d of %d: %s",
+                self.agent.name, batch[0].id, batch[0].type, batch[0].position, self._failures,
+                self.max_attempts, exc,
             )
+            if not self._transient:
+                self._wake_blocked(batch[0].position or 0)
         else:
             # Narrow down: go one event at a time through this batch until the culprit is found.
             self._narrow_until = batch[-1].position or 0
+            self._failures = 0
+
+    def _quarantine(self, event: Event, error: str, attempts: int) -> bool:
+        """Skip `event` for good, recorded with its error; False when even that fails (tried again later)."""
+        try:
+            self.agent.skip(event, error, attempts)
+        except Exception as exc:
+            self._record_failure([event], exc)
+            self._back_off()
+            return not self._stop.is_set()
+        log.error(
+            "agent %s quarantined event %s (%s at position %s) after %d attempt(s): %s",
+            self.agent.name, event.id, event.type, event.position, attempts, error,
+        )
+        self._last_error = f"quarantined position {event.position}: {error}"
+        self._clear_failure()
+        self._skipped.append(event.position or 0)
+        self._advance(max(self._position, event.position or 0))
+        return True
+
+    # -- operators' requests ----------------------------------------------------------------------
+
+    def act_on_requests(self) -> None:
+        """Act on filed skips and retries: a skip once the agent is blocked at its position, a retry at once."""
+        self._requests_seen = time.monotonic()
+        try:
+            pending = self.agent.requests()
+        except Exception as exc:  # the store is unreachable now; the requests wait
+            log.warning("agent %s: reading operators' requests failed: %s", self.agent.name, exc)
+            return
+        for request in pending:
+            try:
+                self._act_on(request)
+            except Exception:
+                log.exception("agent %s: acting on %s of position %s failed", self.agent.name, request.action,
+                              request.position)
+
+    def _act_on(self, request: AgentRequest) -> None:
+        if request.action == "skip":
+            if request.position <= self._position:
+                log.info("agent %s: skip of position %s is moot, the agent is past it", self.agent.name,
+                         request.position)
+                self.agent.settle_request(request.position)
+            elif self._blocked_at == request.position and self._blocked_event is not None:
+                with self._stepping:
+                    self._quarantine(self._blocked_event, f"skipped by an operator; last error: {self._last_error}",
+                                     self._failures)
+                self.agent.settle_request(request.position)
+            return
+        entry = next((q for q in self.agent.quarantined() if q.position == request.position), None)
+        event = self._event_at(request.position)
+        if entry is None or event is None:
+            log.info("agent %s: position %s is not quarantined, nothing to retry", self.agent.name, request.position)
+        else:
+            with self._stepping:
+                self._reapply(event, entry)
+        self.agent.settle_request(request.position)
+
+    def _reapply(self, event: Event, entry: QuarantinedEvent) -> None:
+        reason = unreadable(event)
+        try:
+            if reason is not None:
+                raise ValueError(reason)
+            self.agent.reapply(event)
+        except Exception as exc:
+            log.error("agent %s: retry of quarantined position %s failed: %s", self.agent.name, event.position, exc)
+            self.agent.skip(event, f"{type(exc).__name__}: {exc}", entry.attempts + 1)
+            return
+        log.warning("agent %s: quarantined position %s applied on retry", self.agent.name, event.position)
+
+    def _event_at(self, position: int) -> Event | None:
+        events = self.log.read(position - 1, 1) if position > 0 else []
+        return events[0] if events and events[0].position == position else None
+
+    def quarantined(self) -> list[QuarantinedEvent]:
+        """The events the agent has skipped, as its store records them."""
+        return self.agent.quarantined()
 
     def _advance(self, position: int) -> None:
         with self._progress:
@@ -226,6 +391,26 @@ class AgentRunner:
             ready = [w for w in self._async_waiters if w[0] <= position]
             self._async_waiters = [w for w in self._async_waiters if w[0] > position]
         _resolve_threadsafe(ready)
+
+    def _wake_blocked(self, position: int) -> None:
+        """Waiters for `position` or later give up at once: the agent cannot get there for now."""
+        with self._progress:
+            blocked = [w for w in self._async_waiters if w[0] >= position]
+            self._async_waiters = [w for w in self._async_waiters if w[0] < position]
+            self._progress.notify_all()
+        _resolve_threadsafe(blocked)
+
+    def _reaches(self, position: int) -> bool:
+        """Whether a wait for `position` is over: applied, or held up behind an event that fails by its own
+        fault (a locked database is waited out: it passes, and the answer is then the real one)."""
+        blocked = self._blocked_at
+        return self._position >= position or (
+            blocked is not None and blocked <= position and self._failures > 0 and not self._transient
+        )
+
+    def shows(self, position: int) -> bool:
+        """Whether the event at `position` has been applied (reached and not quarantined)."""
+        return self._position >= position and position not in self._skipped
 
     def _wake_all(self) -> None:
         with self._progress:
@@ -236,23 +421,27 @@ class AgentRunner:
     # -- waiting (read-your-writes) ---------------------------------------------------------------
 
     def wait_for(self, position: int, timeout: float) -> bool:
-        """Block until the agent has applied `position`; False on timeout."""
+        """Block until the agent has applied `position` (tools and tests: failures are waited through); False on
+        timeout or when the event was quarantined."""
         with self._progress:
-            return self._progress.wait_for(lambda: self._position >= position, timeout)
+            self._progress.wait_for(lambda: self._position >= position, timeout)
+        return self.shows(position)
 
     async def wait_for_async(self, position: int, timeout: float) -> bool:
-        """Await until the agent has applied `position`; False on timeout.
+        """Await until the agent has applied `position`; False on timeout, and at once while the agent is
+        blocked at or before it (a failing event ahead: waiting would only stall the answer), or when the
+        event was quarantined.
 
         A timer on the loop rather than `asyncio.wait_for`: every start/stop answer waits here, and
         wait_for's extra future, callbacks and cancellation handling cost the event loop more than this.
         """
-        if self._position >= position:
-            return True
+        if self._reaches(position):
+            return self.shows(position)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._progress:
-            if self._position >= position:
-                return True
+            if self._reaches(position):
+                return self.shows(position)
             self._async_waiters.append((position, loop, future))
         timer = loop.call_later(timeout, _expire, future)
         resolved = False
@@ -266,7 +455,7 @@ class AgentRunner:
             if not resolved:  # timed out or cancelled: nobody will resolve it
                 with self._progress:
                     self._async_waiters = [w for w in self._async_waiters if w[2] is not future]
-        return self._position >= position
+        return self.shows(position)
 
     def status(self) -> AgentStatus:
         """Checkpoint, head, lag and the last failure."""
@@ -280,7 +469,15 @@ class AgentRunner:
             failures=self._failures,
             last_error=self._last_error,
             blocked_at=self._blocked_at,
+            quarantined=self._quarantined_count(),
+            max_attempts=self.max_attempts,
         )
+
+    def _quarantined_count(self) -> int:
+        try:
+            return len(self.agent.quarantined())
+        except Exception:  # the status must answer even when the agent's store does not
+            return -1
 
 
 def _expire(future: asyncio.Future[None]) -> None:

@@ -14,7 +14,6 @@ from replay.rebuild import RebuildError, Until, parse_until, rebuild_until
 from replay.registry import ReadModel
 from streams.events import job_subject
 from streams.log import SQLiteEventLog
-from streams.runtime.runner import upcast_event
 from tests.replay.conftest import compare_files
 from tests.replay.factory import bulk_jobs, edits
 
@@ -25,7 +24,7 @@ def project_prefix(log: SQLiteEventLog, path: Path, position: int) -> None:
     projection = JobDatabaseProjection(engine)
     after = 0
     while after < position and (events := log.read(after, min(100, position - after))):
-        projection.apply([upcast_event(e) for e in events])
+        projection.apply(events)  # the log hands out events lifted to the current version
         after = events[-1].position or after
     engine.dispose()
 

@@ -35,6 +35,11 @@ DEFAULT_CONFIG = {
 }
 
 
+#: Seconds a stopping server gives requests in flight before it closes their connections: SIGTERM and
+#: SIGINT end the process within a few seconds whatever clients do (agents are bounded by agents.stop-timeout).
+SHUTDOWN_GRACE = 3
+
+
 def cmd_init(args: argparse.Namespace) -> None:
     """Create var/, config.json, .env (fresh key pair and session key) and an empty job archive."""
     from api.keys import generate_keypair, generate_session_key
@@ -106,7 +111,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # socket peer, so forwarded headers count only from the proxies named with --forwarded-allow-ips.
     proxies = args.forwarded_allow_ips
     uvicorn.run(app, host=host or "0.0.0.0", port=int(port), log_level=args.log_level, access_log=False,
-                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None, http=GatheringHttpProtocol)
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None, http=GatheringHttpProtocol,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE)
 
 
 def _append_user_event(settings: Settings, event_type: str, data: dict[str, object]) -> None:
@@ -203,7 +209,7 @@ def cmd_metricstore(args: argparse.Namespace) -> None:
     app = create_metricstore_app(store, auth.dependency("api"), services=(subscriber,) if subscriber else ())
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
     uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level=args.log_level, access_log=False,
-                proxy_headers=False)
+                proxy_headers=False, timeout_graceful_shutdown=SHUTDOWN_GRACE)
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -248,7 +254,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
     server = uvicorn.Server(uvicorn.Config(create_app(services), host=host or "127.0.0.1", port=int(port),
                                            log_level=args.log_level, access_log=False, proxy_headers=False,
-                                           http=GatheringHttpProtocol))
+                                           http=GatheringHttpProtocol, timeout_graceful_shutdown=SHUTDOWN_GRACE))
     token = authenticator.issue(DEMO_USER, ["api"])
     print(f"ccstream demo on http://{host or '127.0.0.1'}:{port} (a token for the API: {token})")
 

@@ -51,8 +51,8 @@ from replay import fold
 from replay.fold import JobKey, Raw, Row
 from replay.pages import Page, page_of
 from streams.events import Event, parse_job_subject
+from streams.events.codec import unreadable
 from streams.events.payloads import CURRENT_VERSION
-from streams.events.upcasters import upcast
 from streams.log import StoredEvent
 from streams.runtime import quarantine
 
@@ -216,7 +216,12 @@ class JobDatabaseBulkLoader:
             _position, type_, version, subject, payload = raw
             if pre is None:
                 if version != CURRENT_VERSION.get(type_):
-                    version, data = upcast(type_, version, orjson.loads(payload))
+                    record = fetch(raw[0]).event()  # decoded and lifted as every reader of the log sees it
+                    if (reason := unreadable(record)) is not None:
+                        # What the live projection quarantines unapplied, a rebuild records the same way.
+                        quarantine.put(self._raw.execute, self.name, record, reason, 1, 0.0)
+                        continue
+                    version, data = record.version, record.data
                 elif type_ in handlers:
                     data = orjson.loads(payload)
                 else:
@@ -278,7 +283,14 @@ class JobDatabaseBulkLoader:
         handler = self.handlers.get(raw[1])
         if handler is not None:
             self._write_updates()
-            handler(conn, _event(fetch(raw[0]), version, data))
+            event = _event(fetch(raw[0]), version, data)
+            conn.exec_driver_sql("SAVEPOINT bulk_handler")
+            try:
+                handler(conn, event)
+            except Exception as exc:  # what the live projection quarantines after its tries, quarantined here
+                conn.exec_driver_sql("ROLLBACK TO bulk_handler")
+                quarantine.put(self._raw.execute, self.name, event, f"{type(exc).__name__}: {exc}", 1, 0.0)
+            conn.exec_driver_sql("RELEASE bulk_handler")
 
     def _write_updates(self) -> None:
         """Run the collected stops of jobs not held, and their deletions of parked stops."""
@@ -334,9 +346,8 @@ class JobDatabaseBulkLoader:
         """A held job's start found its key or id taken: its later events apply to the stored row."""
         assert self._conn is not None
         for position, fetch in events:
-            record = fetch(position)
-            version, data = upcast(record.type, record.version, orjson.loads(record.data))
-            self.handlers[record.type](self._conn, _event(record, version, data))
+            event = fetch(position).event()
+            self.handlers[event.type](self._conn, event)
 
     def finish(self) -> None:
         """Write the held rows and the checkpoint, commit, then create the deferred indexes."""

@@ -122,5 +122,7 @@ def test_sigterm_stops_a_server_whose_agent_is_blocked(tmp_path: Path) -> None:
     first = poison(server.event_db)
     configure(server, **{"max-attempts": 1000, "max-backoff": 30})
     server.start()
-    eventually(lambda: agents_status(server)[0]["blocked_at"] == first)
-    terminate_within_bound(server)
+    try:
+        eventually(lambda: agents_status(server)[0]["blocked_at"] == first)
+    finally:
+        terminate_within_bound(server)

@@ -126,3 +126,25 @@ def test_sigterm_stops_a_server_whose_agent_is_blocked(tmp_path: Path) -> None:
         eventually(lambda: agents_status(server)[0]["blocked_at"] == first)
     finally:
         terminate_within_bound(server)
+
+
+def test_a_skip_filed_while_the_server_is_down_is_carried_out_when_it_runs(tmp_path: Path) -> None:
+    server = CcstreamServer(tmp_path / "srv").prepare()
+    first = poison(server.event_db)
+    configure(server, **{"max-attempts": 1000, "max-backoff": 0.05})
+    for position in (first, first + 1):
+        done = subprocess.run([server._exe, "agents", "skip", str(position), "--wait", "0"], cwd=server.workdir,
+                              capture_output=True, text=True, timeout=60, check=True)
+        assert "is filed" in done.stdout, done.stdout + done.stderr
+    listed = subprocess.run([server._exe, "agents", "status"], cwd=server.workdir, capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert f"requested: skip of position {first}" in listed.stdout, listed.stdout
+    server.start()
+    try:
+        # The unknown type is quarantined at once; the skip filed for it is then moot and settled too.
+        eventually(lambda: agents_status(server)[0]["lag"] == 0 and agents_status(server)[0]["requests"] == [])
+        [jobdb] = [a for a in agents_status(server) if a["name"] == "jobdb"]
+        assert jobdb["quarantined"] == 2
+        assert any("skipped by an operator" in q["error"] for q in jobdb["quarantine"])
+    finally:
+        terminate_within_bound(server)

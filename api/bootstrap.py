@@ -242,6 +242,11 @@ def build_archiver(settings: Settings, services: Services) -> None:
                                     max_backoff=settings.agents.max_backoff)
 
 
+def _parked_stops(reader: Engine) -> int:
+    with reader.connect() as conn:
+        return queries.count_parked_stops(conn)
+
+
 def build_services(settings: Settings, health: NodeHealth | None = None) -> Services:
     """Wire log, clusters, read model, runner, intakes, NATS and auth from settings.
 
@@ -263,7 +268,7 @@ def build_services(settings: Settings, health: NodeHealth | None = None) -> Serv
     if isinstance(event_log, SQLiteEventLog):
         # The job database follows every commit in the log's writer thread (AgentRunner.apply_committed).
         event_log.on_commit(runner.apply_committed)
-    intake = JobIntake(event_log, clusters, settings.intake)
+    intake = JobIntake(event_log, clusters, settings.intake, parked_count=lambda: _parked_stops(reader))
     auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
     services = Services(settings, event_log, clusters, writer, reader, projection, runner, intake, auth,
                         JobLookup(db_path))

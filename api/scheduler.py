@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from api.config import Settings
 from archive.backends import open_archive
 from archive.maintenance import MaintenanceReport, RetentionPolicy, compress_archive, compression_days, retire_jobs
 from projections import queries
+from streams.ingest.parked import ParkedStop, expiry_events
 from streams.log import EventLog
 
 if TYPE_CHECKING:
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PARKED_STOPS_JOB = "parked-stop-expiry"
 COMPRESSION_JOB = "archive-compression"
 RETENTION_JOB = "archive-retention"
 #: Hour (local time) of the nightly compression, as cc-backend's compression service.
@@ -76,7 +79,7 @@ class ArchiveMaintenance:
             backend.close()
 
 
-def _logged(task: str, run: Callable[[], MaintenanceReport]) -> Callable[[], None]:
+def _logged(task: str, run: Callable[[], object]) -> Callable[[], None]:
     """A scheduler job that logs a crash of the whole run (per-job failures are in the report)."""
 
     def job() -> None:
@@ -90,6 +93,18 @@ def _logged(task: str, run: Callable[[], MaintenanceReport]) -> Callable[[], Non
     return job
 
 
+def expire_parked_stops(settings: Settings, events: EventLog, reader: Engine, now: float | None = None) -> int:
+    """Append the expiry of every parked stop older than `intake.parked-stop-max-age`; how many expired."""
+    with reader.connect() as conn:
+        parked = [ParkedStop(r["event_id"], r["cluster"], int(r["job_id"]), r["start_time"], float(r["received_at"]))
+                  for r in queries.parked_stops(conn)]
+    expired = expiry_events(parked, time.time() if now is None else now, settings.intake.parked_stop_max_age)
+    if expired:
+        events.append(expired)
+        log.warning("expired %d parked stop(s) whose start never came", len(expired))
+    return len(expired)
+
+
 def build_scheduler(maintenance: ArchiveMaintenance) -> BackgroundScheduler:
     """A scheduler (not started) with the nightly compression and, unless the policy is none, retention.
 
@@ -101,6 +116,12 @@ def build_scheduler(maintenance: ArchiveMaintenance) -> BackgroundScheduler:
         _logged(COMPRESSION_JOB, maintenance.compress), CronTrigger(hour=COMPRESSION_HOUR, minute=0),
         id=COMPRESSION_JOB, name=f"archive compression (older than {maintenance.compression_days} days)", **_OPTIONS,
     )
+    if maintenance.events is not None and maintenance.reader is not None:
+        events, reader = maintenance.events, maintenance.reader
+        scheduler.add_job(
+            _logged(PARKED_STOPS_JOB, lambda: expire_parked_stops(maintenance.settings, events, reader)),
+            IntervalTrigger(hours=1), id=PARKED_STOPS_JOB, name="expiry of parked stops", **_OPTIONS,
+        )
     policy = maintenance.policy
     if policy.enabled:
         scheduler.add_job(

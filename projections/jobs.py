@@ -202,6 +202,10 @@ def record_parked_stop(conn: Connection, event: Event) -> None:
     )
 
 
+def record_parked_stop_expiry(conn: Connection, event: Event) -> None:
+    conn.execute(delete(schema.parked_stop).where(schema.parked_stop.c.event_id == event.data["parkedStopId"]))
+
+
 def record_metadata(conn: Connection, event: Event) -> None:
     clause = job_key_clause(event.subject)
     raw = conn.execute(select(schema.job.c.meta_data).where(clause)).scalar()
@@ -235,6 +239,7 @@ HANDLERS: HandlerTable = {
     "job.started": record_job_start,
     "job.stopped": record_job_stop,
     "job.stop_parked": record_parked_stop,
+    "job.parked_stop_expired": record_parked_stop_expiry,
     "job.metadata_updated": record_metadata,
     "job.deleted": record_job_deletion,
     "job.archived": record_archived,

@@ -159,6 +159,11 @@ def parked_stops(conn: Connection) -> list[RowMapping]:
     return list(conn.execute(stmt).mappings())
 
 
+def count_parked_stops(conn: Connection) -> int:
+    """Number of stops waiting for their start."""
+    return int(conn.execute(select(func.count()).select_from(schema.parked_stop)).scalar_one())
+
+
 def count_jobs(conn: Connection) -> int:
     """Number of jobs in the table."""
     return int(conn.execute(select(func.count()).select_from(job)).scalar_one())

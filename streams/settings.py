@@ -36,6 +36,19 @@ class IntakeSettings(_Section):
         description="Keep a stop whose job has not started yet and apply it when the start arrives "
         "(cc-backend drops it with 404).",
     )
+    max_parked_stops: int = Field(
+        default=10_000,
+        alias="max-parked-stops",
+        ge=0,
+        description="Most stops kept waiting for their start at once; a stop beyond is refused (400).",
+    )
+    parked_stop_max_age: int = Field(
+        default=7 * 86400,
+        alias="parked-stop-max-age",
+        ge=60,
+        description="Seconds a parked stop waits for its start; then it expires (event `job.parked_stop_expired`, "
+        "checked hourly).",
+    )
     read_your_writes_timeout: float = Field(
         default=10.0,
         alias="read-your-writes-timeout",

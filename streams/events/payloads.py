@@ -100,6 +100,13 @@ class JobStopParkedV1(Payload):
     stopTime: Int64
 
 
+class JobParkedStopExpiredV1(Payload):
+    """A parked stop waited longer than `intake.parked-stop-max-age` for its start and was dropped."""
+
+    parkedStopId: NonEmptyName
+    reason: Text = ""
+
+
 class JobTagAddedV1(Payload):
     """A tag was attached to a job."""
 
@@ -229,6 +236,7 @@ PAYLOADS: dict[tuple[str, int], type[Payload]] = {
     ("job.started", 1): JobStartedV1,
     ("job.stopped", 1): JobStoppedV1,
     ("job.stop_parked", 1): JobStopParkedV1,
+    ("job.parked_stop_expired", 1): JobParkedStopExpiredV1,
     ("job.tag_added", 1): JobTagAddedV1,
     ("job.tag_removed", 1): JobTagRemovedV1,
     ("tag.deleted", 1): TagDeletedV1,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from streams.events import Event, parse_job_subject
 from streams.log.protocol import StoredEvent
 
-_DECODED = frozenset({"job.stopped", "job.stop_parked"})
+_DECODED = frozenset({"job.stopped", "job.stop_parked", "job.parked_stop_expired"})
 
 
 @dataclass
@@ -84,6 +84,8 @@ class JobFamily:
             self.deletions[event.subject] = self.deletions.get(event.subject, 0) + 1
         elif event.type == "job.stop_parked":
             self.parked[event.id] = event
+        elif event.type == "job.parked_stop_expired":
+            self.parked.pop(str(event.data.get("parkedStopId")), None)
 
     def generation(self, subject: str) -> int:
         """0 for a subject never deleted; n after n deletions of its job."""

@@ -8,7 +8,7 @@ so concurrent requests for one job are serialised while different jobs proceed a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -67,10 +67,13 @@ def _run_event_id(kind: str, subject: str, generation: int, *parts: object) -> s
 class JobIntake:
     """Turns start/stop requests into job events, exactly once per distinct request."""
 
-    def __init__(self, log: EventLog, clusters: Clusters, settings: IntakeSettings | None = None) -> None:
+    def __init__(self, log: EventLog, clusters: Clusters, settings: IntakeSettings | None = None,
+                 parked_count: Callable[[], int] | None = None) -> None:
         self.log = log
         self.clusters = clusters
         self.settings = settings or IntakeSettings()
+        #: How many stops wait for their start now (the read model's count; None: not bounded).
+        self.parked_count = parked_count
         self._locks = KeyedLocks()
         self._in_flight = 0
 
@@ -204,6 +207,8 @@ class JobIntake:
             raise Invalid(str(exc)) from None
         if request.jobId is None:
             raise Invalid("the field 'jobId' is required")
+        if request.jobState == "running":
+            raise Invalid("a stopped job's jobState cannot be 'running'")
         if request.cluster is not None and not self.clusters.has(request.cluster):
             raise NotFound(f"finding job failed: no such cluster: {request.cluster}")
         clusters = [request.cluster] if request.cluster else self.clusters.names()
@@ -258,6 +263,12 @@ class JobIntake:
 
     async def _park(self, request: StopJobRequest, source: str, event_id: str | None = None) -> Accepted:
         assert request.cluster is not None and request.jobId is not None
+        if request.startTime is not None and request.stopTime < request.startTime:
+            raise Invalid(f"stopTime {request.stopTime} must be larger/equal than startTime {request.startTime}")
+        limit = self.settings.max_parked_stops
+        if self.parked_count is not None and self.parked_count() >= limit:
+            raise Invalid(f"finding job failed: no job {request.jobId} on {request.cluster}, and {limit} stops "
+                          "already wait for their start (intake.max-parked-stops)")
         start = "*" if request.startTime is None else request.startTime
         subject = f"{job_family_prefix(request.cluster, request.jobId)}{start}"
         data = {

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from fastapi.testclient import TestClient
 
 from tests.api.conftest import EXAMPLES, START, Tokens, assert_error, example_bytes, module_app, start_job
 
@@ -666,6 +667,14 @@ def _stable(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in j.items() if not (k == "duration" and j["jobState"] == "running")} for j in jobs]
 
 
+def caught_up(http: TestClient) -> TestClient:
+    """The app once its job database has caught up with the log (a started server serves at once; its agents
+    catch up in their own threads)."""
+    services = http.app.state.services  # type: ignore[attr-defined]
+    assert services.runner.wait_for(services.log.head(), timeout=60)
+    return http
+
+
 def test_jobs_survive_a_restart_and_duplicates_are_still_detected(make_client, tokens, job_payload) -> None:
     http = make_client()
     first = http.post(START_PATH, json=job_payload(), headers=tokens.headers()).json()["id"]
@@ -673,7 +682,7 @@ def test_jobs_survive_a_restart_and_duplicates_are_still_detected(make_client, t
     assert http.post(STOP_PATH, json=parked, headers=tokens.headers()).status_code == 202
     make_client.close(http)
 
-    again = make_client()
+    again = caught_up(make_client())
     assert [j["id"] for j in again.get("/api/jobs/", headers=tokens.headers()).json()["jobs"]] == [first]
     retry = again.post(START_PATH, json=job_payload(), headers=tokens.headers())
     assert retry.json() == {"msg": "success", "id": first}
@@ -698,7 +707,7 @@ def test_job_database_is_rebuilt_from_the_log(make_client, tokens, job_payload, 
 
     for path in tmp_path.glob("job.db*"):
         path.unlink()
-    rebuilt = make_client()
+    rebuilt = caught_up(make_client())
     after = rebuilt.get("/api/jobs/", params={"with-metadata": "true"}, headers=h).json()["jobs"]
     assert _stable(after) == _stable(before)
     assert len(after) == 2

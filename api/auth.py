@@ -15,7 +15,6 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from api.keys import encode_public_key, load_private_key, load_public_key
@@ -175,9 +174,12 @@ _VERIFIED_CACHE_SIZE = 4096
 class JWTAuthenticator:
     """Issues and verifies cc-backend's API tokens: EdDSA-signed, claims sub, roles, projects, iat, exp.
 
-    `user_lookup` is cc-backend's `auth.jwts.validateUser`: when set, the token only names the user
-    and the user table decides the roles, so a revoked role or a deleted user takes effect before
-    the token expires. The clock is injectable because it is the one thing tests fake.
+    `user_lookup` answers from the user table (the server passes its in-memory directory): a token's
+    user must exist, and its roles count only while the account still has them, so deleting a user
+    or removing a role takes effect at the next request, not when the token expires (cc-backend
+    checks this only with `auth.jwts.validateUser`). With `validate_user` (that key) the account's
+    roles replace the token's altogether. Every token must carry `exp`. The clock is injectable
+    because it is the one thing tests fake.
     """
 
     def __init__(
@@ -187,6 +189,7 @@ class JWTAuthenticator:
         max_age: timedelta,
         *,
         user_lookup: UserLookup | None = None,
+        validate_user: bool = False,
         clock: Clock = time.time,
     ) -> None:
         self._public_key = load_public_key(public_key_b64)
@@ -195,18 +198,15 @@ class JWTAuthenticator:
             raise ValueError("JWT_PRIVATE_KEY is not JWT_PUBLIC_KEY's pair: issued tokens would not verify")
         self._max_age = max_age
         self._user_lookup = user_lookup
+        self._validate_user = validate_user
         self._clock = clock
         # Adapters send the same token with every request; a signature check per request would be
         # the largest cost of a job event. Verified tokens are remembered until their `exp`.
         self._verified: dict[str, tuple[Principal, float | None]] = {}
 
-    @property
-    def reads_users(self) -> bool:
-        """Whether verification consults the user table (and so may block on I/O)."""
-        return self._user_lookup is not None
-
-    def issue(self, username: str, roles: Iterable[str], projects: Iterable[str] = ()) -> str:
-        """A signed token for `username`, valid for max_age from now (negative: born expired)."""
+    def issue(self, username: str, roles: Iterable[str], projects: Iterable[str] = (),
+              lifetime: timedelta | None = None) -> str:
+        """A signed token for `username`, valid for `lifetime` (default max_age) from now (negative: born expired)."""
         if self._private_key is None:
             raise RuntimeError("cannot issue tokens: JWT_PRIVATE_KEY is not set")
         if not username:
@@ -221,7 +221,7 @@ class JWTAuthenticator:
             "roles": role_list,
             "projects": list(projects),
             "iat": now,
-            "exp": now + int(self._max_age.total_seconds()),
+            "exp": now + int((self._max_age if lifetime is None else lifetime).total_seconds()),
         }
         return jwt.encode(claims, self._private_key, algorithm="EdDSA")
 
@@ -229,26 +229,31 @@ class JWTAuthenticator:
         """The principal a token stands for, or ApiError(401) saying precisely what is wrong with it."""
         cached = self._verified.get(token)
         if cached is not None and (cached[1] is None or self._clock() < cached[1]):
-            return cached[0]
-        principal = self._verify_uncached(token)
-        if self._user_lookup is None:
-            if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-                self._verified.clear()
-            self._verified[token] = (principal, _numeric_date(self._decode(token), "exp"))
-        return principal
-
-    def _verify_uncached(self, token: str) -> Principal:
+            return self._as_account_stands(cached[0])
         claims = self._decode(token)
+        principal = self._token_principal(claims)
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, _numeric_date(claims, "exp"))
+        return self._as_account_stands(principal)
+
+    def _token_principal(self, claims: Mapping[str, Any]) -> Principal:
         username = _subject(claims)
         roles = _string_list(claims, "roles")
         projects = _string_list(claims, "projects")
         _check_validity_period(claims, self._clock())
+        return Principal(username, frozenset(roles), tuple(projects))
+
+    def _as_account_stands(self, principal: Principal) -> Principal:
+        """The token's principal held to the user table as it is now (a dict lookup)."""
         if self._user_lookup is None:
-            return Principal(username, frozenset(roles), tuple(projects))
-        known = self._user_lookup(username)
+            return principal
+        known = self._user_lookup(principal.username)
         if known is None:
-            raise ApiError(401, f"unknown user {username}")
-        return known
+            raise ApiError(401, f"unknown user {principal.username}: no such account (deleted?)")
+        if self._validate_user:
+            return known
+        return Principal(principal.username, principal.roles & known.roles, principal.projects)
 
     def _decode(self, token: str) -> dict[str, Any]:
         _require_eddsa(token)
@@ -306,13 +311,15 @@ def _string_list(claims: Mapping[str, Any], name: str) -> list[str]:
 
 
 def _check_validity_period(claims: Mapping[str, Any], now: float) -> None:
-    """exp and nbf as golang-jwt checks them: optional, no leeway.
+    """exp and nbf as golang-jwt checks them, without leeway; unlike cc-backend, exp is required.
 
-    A missing exp is accepted because cc-backend issues tokens without one when max-age is unset,
-    and adapters in the field carry such tokens; every token we issue has one.
+    A token without an expiry (cc-backend issues such tokens when max-age is unset) would be valid for
+    ever: refused, with what to do instead.
     """
     exp = _numeric_date(claims, "exp")
-    if exp is not None and now >= exp:
+    if exp is None:
+        raise ApiError(401, "token has no expiry (claim exp): issue a new one with `ccstream jwt USER`")
+    if now >= exp:
         raise ApiError(401, "token is expired")
     nbf = _numeric_date(claims, "nbf")
     if nbf is not None and now < nbf:
@@ -390,12 +397,7 @@ class ApiAuth:
         client_ip = request.client.host if request.client else ""
         if not ip_in_allow_list(client_ip, self._allowed):
             raise ApiError(403, f"IP address {client_ip or '<unknown>'} is not allowed to use the API")
-        token = token_from_headers(request.headers)
-        if self._authenticator is not None and self._authenticator.reads_users:
-            # In a thread: a configured user_lookup reads the database, which must not block the loop.
-            principal = await run_in_threadpool(self._verify, token)
-        else:
-            principal = self._verify(token)
+        principal = self._verify(token_from_headers(request.headers))
         if required_any_roles and not principal.has_any_role(required_any_roles):
             raise ApiError(403, f"user {principal.username} lacks role {' or '.join(required_any_roles)}")
         return principal

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
 
-from api.auth import ApiAuth, JWTAuthenticator, parse_go_duration
+from api.auth import ApiAuth, JWTAuthenticator, Principal, parse_go_duration
 from api.config import Settings, secret
 from archive.agentstate import AgentStateStore
 from archive.archiver import Archiver
@@ -24,6 +25,7 @@ from projections import queries
 from projections.db import reader_engine, writer_engine
 from projections.jobdb import JobDatabaseProjection
 from projections.lookup import JobLookup
+from projections.userdir import UserDirectory
 from streams.clusters import ClusterRegistry
 from streams.deadletter import DeadLetterStore
 from streams.ingest.intake import JobIntake
@@ -53,19 +55,41 @@ def open_log(settings: Settings) -> EventLog:
     return SQLiteEventLog(settings.event_log.path)
 
 
-def build_authenticator(settings: Settings) -> JWTAuthenticator | None:
-    """The JWT verifier from `JWT_PUBLIC_KEY`/`JWT_PRIVATE_KEY`; None when authentication is disabled."""
+#: Lifetime of issued tokens when `auth.jwts.max-age` is unset or 0 (cc-backend's example configuration's).
+DEFAULT_TOKEN_LIFETIME = "2000h"
+
+
+def token_lifetime(settings: Settings) -> timedelta:
+    """`auth.jwts.max-age`, or DEFAULT_TOKEN_LIFETIME: every token ccstream issues expires."""
+    raw_age = settings.auth.jwts.max_age
+    return parse_go_duration(raw_age if raw_age not in ("", "0") else DEFAULT_TOKEN_LIFETIME)
+
+
+def build_authenticator(settings: Settings, users: UserDirectory | None = None) -> JWTAuthenticator | None:
+    """The JWT verifier from `JWT_PUBLIC_KEY`/`JWT_PRIVATE_KEY`; None when authentication is disabled.
+
+    With `users` (the server's user table), a token counts only for an existing account and only with
+    the roles the account still has.
+    """
     public, private = secret("JWT_PUBLIC_KEY"), secret("JWT_PRIVATE_KEY")
     if not public:
         if settings.main.disable_authentication:
             return None
         raise StartupError("JWT_PUBLIC_KEY is not set: run `ccstream init` or put the key pair in .env")
-    raw_age = settings.auth.jwts.max_age
-    max_age = parse_go_duration(raw_age) if raw_age not in ("", "0") else timedelta(days=3650)
+    lookup = None if users is None else _principal_lookup(users)
     try:
-        return JWTAuthenticator(public, private or None, max_age)
+        return JWTAuthenticator(public, private or None, token_lifetime(settings), user_lookup=lookup,
+                                validate_user=settings.auth.jwts.validateUser)
     except ValueError as exc:
         raise StartupError(f"JWT keys from the environment are unusable: {exc}") from None
+
+
+def _principal_lookup(users: UserDirectory) -> Callable[[str], Principal | None]:
+    def lookup(username: str) -> Principal | None:
+        account = users.lookup(username)
+        return None if account is None else Principal(account.username, account.roles, account.projects)
+
+    return lookup
 
 
 @dataclass
@@ -257,12 +281,14 @@ def build_services(settings: Settings, health: NodeHealth | None = None) -> Serv
         clusters = ClusterRegistry.load(Path(settings.archive.path))
     except ValueError as exc:
         raise StartupError(str(exc)) from None
-    authenticator = build_authenticator(settings)
     event_log = open_log(settings)
     db_path = Path(settings.main.db)
     writer = writer_engine(db_path, lock_wait=JOB_DATABASE_LOCK_WAIT)
     projection = JobDatabaseProjection(writer)
     reader = reader_engine(db_path)
+    users = UserDirectory(reader)
+    projection.users_changed.append(users.invalidate)
+    authenticator = build_authenticator(settings, users)
     runner = AgentRunner(event_log, projection, max_attempts=settings.agents.max_attempts,
                          max_backoff=settings.agents.max_backoff)
     if isinstance(event_log, SQLiteEventLog):

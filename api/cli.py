@@ -159,6 +159,7 @@ def cmd_del_user(args: argparse.Namespace) -> None:
 
 def cmd_jwt(args: argparse.Namespace) -> None:
     """Print a JWT for an existing user, with that user's roles."""
+    from api.auth import parse_go_duration
     from api.bootstrap import StartupError, build_authenticator
     from projections import queries
     from projections.db import reader_engine
@@ -182,7 +183,8 @@ def cmd_jwt(args: argparse.Namespace) -> None:
     roles = orjson.loads(row["roles"] or "[]")
     projects = orjson.loads(row["projects"] or "[]")
     try:
-        print(authenticator.issue(args.username, roles, projects))
+        lifetime = None if args.valid_for is None else parse_go_duration(args.valid_for)
+        print(authenticator.issue(args.username, roles, projects, lifetime))
     except Exception as exc:
         raise CliError(f"cannot issue a token: {exc}") from None
 
@@ -305,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("username")
     p = add("jwt", cmd_jwt, "Print a JWT for a user.")
     p.add_argument("username")
+    p.add_argument("--valid-for", default=None, metavar="DURATION",
+                   help="lifetime as a Go duration, e.g. 8760h (default auth.jwts.max-age, else 2000h)")
     add("keygen", cmd_keygen, "Print a new Ed25519 key pair for .env.")
     p = add("metricstore", cmd_metricstore, "Run the metric store alone (cc-metric-store's API, NATS ingest).")
     p.add_argument("--addr", default=None, help="host:port, overrides main.addr")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -43,6 +43,8 @@ class JobDatabaseProjection:
         self.engine = engine
         self.handlers = handlers
         self._recent_ids: OrderedDict[str, int] = OrderedDict()
+        #: Called after a commit that changed the user table (the API's user directory reloads then).
+        self.users_changed: list[Callable[[], None]] = []
         create_schema(engine)
 
     def recent_id(self, subject: str) -> int | None:
@@ -72,6 +74,8 @@ class JobDatabaseProjection:
         for event in applied:
             if event.type == "job.deleted":
                 self._recent_ids.pop(event.subject, None)
+        if any(event.type.startswith("user.") for event in applied):
+            self._tell_users_changed()
         self._recent_ids.update(started)
         while len(self._recent_ids) > _RECENT_IDS:
             self._recent_ids.popitem(last=False)
@@ -95,6 +99,12 @@ class JobDatabaseProjection:
                 conn.info.pop(jobs.STARTED_IDS, None)
             quarantine.release(_executor(conn), self.name, event.position or 0)
         self._recent_ids.update(started)
+        if event.type.startswith("user."):
+            self._tell_users_changed()
+
+    def _tell_users_changed(self) -> None:
+        for listener in self.users_changed:
+            listener()
 
     # The writer engine is one connection for the agent's thread (and the log writer's, under the runner's
     # lock); operators and status pages call these from any thread, so they open a connection of their own.

@@ -28,6 +28,7 @@ from api.app import create_app
 from api.bootstrap import build_services
 from api.config import Settings
 from api.keys import generate_keypair
+from streams.events import new_event
 from tests.support.specs import find_specs
 
 SPECS = find_specs()
@@ -85,6 +86,21 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     monkeypatch.setenv("JWT_PUBLIC_KEY", public)
     monkeypatch.setenv("JWT_PRIVATE_KEY", private)
     return public, private
+
+
+#: The accounts the tokens of `tokens_for` name: a token counts only for an existing account.
+ACCOUNTS = {"adapter": ["api"], "boss": ["admin", "api"], "alice": ["user"]}
+
+
+def add_accounts(services: Any, accounts: dict[str, list[str]] | None = None) -> None:
+    """Create the accounts (as `ccstream add-user` would: events in the log) and wait until they count."""
+    events = [
+        new_event("user.created", f"users/{name}", {"username": name, "roles": roles, "projects": []},
+                  id=f"test-account-{name}", source="test")
+        for name, roles in (ACCOUNTS if accounts is None else accounts).items()
+    ]
+    services.log.append(events)
+    assert services.runner.wait_for(services.log.head(), timeout=60)
 
 
 def tokens_for(public: str, private: str) -> Tokens:
@@ -169,6 +185,7 @@ class AppFactory:
         client = TestClient(create_app(build_services(settings)), client=client_addr)
         client.__enter__()
         self._open.append(client)
+        add_accounts(client.app.state.services)  # type: ignore[attr-defined]
         return client
 
     def close(self, client: TestClient) -> None:

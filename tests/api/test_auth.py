@@ -100,8 +100,8 @@ def test_token_made_by_go_verifies() -> None:
     assert go_authenticator().verify(GO_TOKEN) == Principal("adapter", frozenset({"api"}))
 
 
-def test_go_token_without_exp_is_accepted_like_cc_backend() -> None:
-    assert go_authenticator().verify(GO_TOKEN_NO_EXP).username == "adapter"
+def test_go_token_without_exp_is_refused_unlike_cc_backend() -> None:
+    assert refusal(go_authenticator(), GO_TOKEN_NO_EXP).startswith("token has no expiry (claim exp)")
 
 
 def test_verifying_needs_only_the_public_key() -> None:
@@ -156,7 +156,7 @@ def test_expired_claims_built_by_hand() -> None:
 
 
 def test_not_before_in_the_future_is_refused() -> None:
-    token = go_signed_claims({"sub": "alice", "nbf": int(time.time()) + 600})
+    token = go_signed_claims({"sub": "alice", "nbf": int(time.time()) + 600, "exp": int(time.time()) + 3600})
     assert refusal(go_authenticator(), token) == "token is not valid yet"
 
 
@@ -249,21 +249,33 @@ def test_bad_claims_are_refused(claims: dict[str, Any], message: str) -> None:
 
 
 def test_absent_roles_mean_no_roles() -> None:
-    assert go_authenticator().verify(go_signed_claims({"sub": "alice"})).roles == frozenset()
+    token = go_signed_claims({"sub": "alice", "exp": int(time.time()) + 3600})
+    assert go_authenticator().verify(token).roles == frozenset()
 
 
 # ---------------------------------------------------------------- validateUser
 
 
-def test_user_lookup_replaces_token_roles_with_the_databases() -> None:
+def test_validate_user_replaces_token_roles_with_the_databases() -> None:
     users = {"alice": Principal("alice", frozenset({"user"}), ("proj9",))}
-    auth = go_authenticator(user_lookup=users.get)
+    auth = go_authenticator(user_lookup=users.get, validate_user=True)
     assert auth.verify(auth.issue("alice", ["admin", "api"])) == users["alice"]
+
+
+def test_a_token_counts_only_with_the_roles_the_account_still_has() -> None:
+    users = {"alice": Principal("alice", frozenset({"api", "user"}))}
+    auth = go_authenticator(user_lookup=users.get)
+    token = auth.issue("alice", ["admin", "api"])
+    assert auth.verify(token).roles == frozenset({"api"}), "admin was never the account's: it does not count"
+    users["alice"] = Principal("alice", frozenset({"user"}))
+    assert auth.verify(token).roles == frozenset(), "a role removed from the account is gone at once"
+    del users["alice"]
+    assert refusal(auth, token).startswith("unknown user alice"), "a deleted account's token is refused at once"
 
 
 def test_user_lookup_refuses_unknown_users() -> None:
     auth = go_authenticator(user_lookup=lambda _name: None)
-    assert refusal(auth, auth.issue("ghost", ["api"])) == "unknown user ghost"
+    assert refusal(auth, auth.issue("ghost", ["api"])).startswith("unknown user ghost")
 
 
 # ---------------------------------------------------------------- Go durations
@@ -361,3 +373,15 @@ def test_bad_allow_list_entries_are_refused_at_start_up(entry: str) -> None:
 
 def test_star_anywhere_allows_everyone() -> None:
     assert parse_allowed_ips(["10.0.0.1", "*"]) is None
+
+
+def test_issued_tokens_expire_after_max_age_or_the_default() -> None:
+    from api.bootstrap import token_lifetime
+    from api.config import Settings
+
+    assert token_lifetime(Settings()) == timedelta(hours=2000), "unset: cc-backend's example lifetime, not ten years"
+    assert token_lifetime(Settings.model_validate({"auth": {"jwts": {"max-age": "0"}}})) == timedelta(hours=2000)
+    assert token_lifetime(Settings.model_validate({"auth": {"jwts": {"max-age": "24h"}}})) == timedelta(hours=24)
+    auth = go_authenticator()
+    claims = jwt.decode(auth.issue("bob", ["api"], lifetime=timedelta(days=365)), options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 365 * 86400

@@ -184,7 +184,7 @@ def test_database_roles_override_token_roles() -> None:
 def test_unknown_database_user_is_401() -> None:
     authenticator = JWTAuthenticator(PUBLIC, None, timedelta(hours=1), user_lookup=lambda _name: None)
     response = make_client(authenticator=authenticator).get("/api/jobs/", headers=bearer("ghost"))
-    assert_error(response, 401, "Unauthorized", "unknown user ghost")
+    assert_error(response, 401, "Unauthorized", "unknown user ghost: no such account (deleted?)")
 
 
 # ---------------------------------------------------------------- disabled

@@ -42,7 +42,9 @@ def test_parked_stops_are_limited_in_number(make_client: AppFactory, tokens: Tok
     assert len(parked(http, tokens)) == 2
 
 
-def test_an_old_parked_stop_expires_with_an_event_and_no_longer_stops_its_job(client: tuple[TestClient, Tokens]) -> None:
+def test_an_old_parked_stop_expires_with_an_event_and_no_longer_stops_its_job(
+    client: tuple[TestClient, Tokens],
+) -> None:
     http, tok = client
     body = {"jobId": 1000, "cluster": "fritz", "stopTime": START + 9}
     assert http.post(STOP_PATH, json=body, headers=tok.headers()).status_code == 202

@@ -4,6 +4,7 @@ accepted and applied by the job database; either way a normal start afterwards s
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import orjson
@@ -13,9 +14,12 @@ from hypothesis import strategies as st
 
 from tests.api.conftest import START, Tokens, job_body
 
+FRESH_IDS = itertools.count(10_000)
 BOUNDARY_INTS = st.sampled_from([0, 1, -1, 2**31 - 1, 2**31, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64])
 INTS = st.one_of(BOUNDARY_INTS, st.integers())
-TEXT = st.one_of(st.text(max_size=40), st.sampled_from(["", "\x00", "a\nb", "x" * 300, "\uff46\uff10\uff11\uff10\uff11", "\U0010ffff"]))
+FULL_WIDTH_HOST = "\uff46\uff10\uff11\uff10\uff11"  # f0101 in full-width letters
+TEXT = st.one_of(st.text(max_size=40),
+                 st.sampled_from(["", "\x00", "a\nb", "x" * 300, FULL_WIDTH_HOST, "\U0010ffff"]))
 FLOATS = st.floats(allow_nan=True, allow_infinity=True)
 JSON = st.recursive(
     st.one_of(st.none(), st.booleans(), INTS, FLOATS, TEXT),
@@ -67,7 +71,7 @@ def test_any_start_is_refused_clearly_or_applied(client: tuple[TestClient, Token
                                                  overrides: dict[str, Any]) -> None:
     http, tok = client
     services = http.app.state.services  # type: ignore[attr-defined]
-    body = job_body(**{"jobId": 10_000, **overrides})
+    body = job_body(**{"jobId": next(FRESH_IDS), **overrides})  # a fresh job unless the example names one
     response = http.post("/api/jobs/start_job/", content=encode(body),
                          headers={**tok.headers(), "Content-Type": "application/json"})
     assert response.status_code in (201, 400, 422), response.text

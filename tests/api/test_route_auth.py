@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from api.keys import generate_keypair
-from tests.api.conftest import Tokens, assert_error, claims, sign
+from tests.api.conftest import Tokens, add_accounts, assert_error, claims, sign
 
 UNAUTHENTICATED = {"/healthz"}
 ADMIN_PREFIXES = ("/api/admin/", "/api/users/", "/api/user/")
@@ -149,7 +149,7 @@ def test_api_only_token_is_forbidden_on_admin_routes(shared_client) -> None:
 
 def test_admin_only_token_is_forbidden_on_api_routes(shared_client) -> None:
     http, tok = shared_client
-    admin_only = sign(tok.private_key, claims("root", ["admin"]))
+    admin_only = sign(tok.private_key, claims("boss", ["admin"]))  # the account has api too: the token does not
     check_all(http, {"X-Auth-Token": admin_only}, lambda t: None if is_admin(t) else 403, "api")
 
 
@@ -206,15 +206,16 @@ def test_x_auth_token_wins_over_authorization(shared_client) -> None:
     assert http.get("/api/jobs/", headers=both).status_code == 200
 
 
-def test_token_without_expiry_is_accepted(shared_client) -> None:
-    # cc-backend issues tokens without exp when auth.jwts.max-age is unset; adapters carry such tokens.
+def test_token_without_expiry_is_refused(shared_client) -> None:
+    # cc-backend issues tokens without exp when auth.jwts.max-age is unset: valid for ever, refused here.
     http, tok = shared_client
     forever = sign(tok.private_key, {"sub": "adapter", "roles": ["api"]})
-    assert http.get("/api/jobs/", headers={"X-Auth-Token": forever}).status_code == 200
+    assert_error(http.get("/api/jobs/", headers={"X-Auth-Token": forever}), 401, "no expiry", "ccstream jwt")
 
 
 def test_token_with_api_and_user_roles_is_admitted_to_job_routes(shared_client) -> None:
     http, tok = shared_client
+    add_accounts(http.app.state.services, {"svc": ["api", "user"]})
     mixed = sign(tok.private_key, claims("svc", ["api", "user"]))
     assert http.get("/api/jobs/", headers={"X-Auth-Token": mixed}).status_code == 200
     assert_error(http.get("/api/users/", headers={"X-Auth-Token": mixed}), 403)
@@ -233,3 +234,17 @@ def test_authentication_can_be_disabled(make_client, monkeypatch) -> None:
 def test_unknown_paths_and_methods_answer_in_the_error_shape(shared_client, method, path, status) -> None:
     http, tok = shared_client
     assert_error(http.request(method, path, headers=tok.headers()), status)
+
+
+def test_deleting_an_account_or_removing_a_role_takes_effect_at_the_next_request(client) -> None:
+    http, tok = client
+    add_accounts(http.app.state.services, {"carol": ["api"], "dave": ["api", "user"]})
+    carol = {"X-Auth-Token": sign(tok.private_key, claims("carol", ["api"]))}
+    dave = {"X-Auth-Token": sign(tok.private_key, claims("dave", ["api", "user"]))}
+    assert http.get("/api/jobs/", headers=carol).status_code == 200
+    deleted = http.request("DELETE", "/api/users/", data={"username": "carol"}, headers=tok.headers("admin"))
+    assert deleted.status_code == 200
+    assert_error(http.get("/api/jobs/", headers=carol), 401, "unknown user carol")
+    assert http.get("/api/jobs/", headers=dave).status_code == 200
+    assert http.post("/api/user/dave", data={"remove-role": "api"}, headers=tok.headers("admin")).status_code == 200
+    assert_error(http.get("/api/jobs/", headers=dave), 403, "lacks role api")

@@ -186,12 +186,14 @@ class Services:
 
     def not_visible_because(self, position: int) -> str:
         """Why the job database does not show the event at `position` yet, for the answer that says so."""
-        status = self.runner.status()
+        blocked_at, failures, last_error = self.runner.holdup()
+        if self.runner.was_quarantined(position):
+            return f"the job database skipped it (quarantined; see GET /api/admin/status): {last_error}"
         if self.runner.position >= position:
-            return f"the job database skipped it (quarantined; see GET /api/admin/status): {status.last_error}"
-        if status.blocked_at is not None and status.failures:
-            return (f"the job database is held up at log position {status.blocked_at} "
-                    f"(attempt {status.failures} of {status.max_attempts}): {status.last_error}")
+            return "the job database has applied it meanwhile"
+        if blocked_at is not None and failures:
+            return (f"the job database is held up at log position {blocked_at} "
+                    f"(attempt {failures} of {self.runner.max_attempts}): {last_error}")
         return f"the job database is {position - self.runner.position} event(s) behind the log"
 
 

@@ -118,7 +118,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def _append_user_event(settings: Settings, event_type: str, data: dict[str, object]) -> None:
     from api.bootstrap import open_log
     from streams.events import new_event
+    from streams.ingest.requests import InvalidRequest, check_payload
 
+    try:  # held to the payload model, as every route's events are, before anything is appended
+        check_payload(event_type, 1, dict(data))
+    except InvalidRequest as exc:
+        raise CliError(str(exc)) from None
     log = open_log(settings)
     try:
         log.append([new_event(event_type, f"users/{data['username']}", data, source="cli")])

@@ -25,14 +25,14 @@ def _controls(settings: Settings) -> Iterator[tuple[int, list[AgentControl]]]:
     """The log's head and each agent's store (the job database's first; the archiver's when it has one)."""
     from api.bootstrap import open_log
     from archive.agentstate import AgentStateStore, StoredAgent
-    from projections.db import writer_engine
-    from projections.jobdb import JobDatabaseProjection
+    from projections.jobdb import JobDatabaseControl
 
+    if not Path(settings.main.db).exists():
+        raise CliError(f"no job database at {settings.main.db} (main.db): has the server run here?")
     log = open_log(settings)
-    engine = writer_engine(settings.main.db)
     state = None
     try:
-        controls: list[AgentControl] = [JobDatabaseProjection(engine)]
+        controls: list[AgentControl] = [JobDatabaseControl(settings.main.db)]
         if settings.archiver.enabled and Path(settings.archiver.state_path).exists():
             state = AgentStateStore(settings.archiver.state_path)
             controls.append(StoredAgent(state, "archiver"))
@@ -40,7 +40,6 @@ def _controls(settings: Settings) -> Iterator[tuple[int, list[AgentControl]]]:
     finally:
         if state is not None:
             state.close()
-        engine.dispose()
         log.close()
 
 

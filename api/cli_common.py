@@ -32,7 +32,9 @@ def catch_up(settings: Settings) -> None:
     log = open_log(settings)
     engine = writer_engine(settings.main.db)
     try:
-        AgentRunner(log, JobDatabaseProjection(engine)).run_until_caught_up()
+        # The server's tries and back-off; operators' requests are the server's to act on, not a CLI's.
+        AgentRunner(log, JobDatabaseProjection(engine), max_attempts=settings.agents.max_attempts,
+                    max_backoff=settings.agents.max_backoff, serves_requests=False).run_until_caught_up()
     finally:
         engine.dispose()
         log.close()

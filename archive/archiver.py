@@ -158,10 +158,12 @@ class Archiver:
     def skip(self, event: Event, error: str, attempts: int) -> None:
         self.state.skip(self.name, event, error, attempts)
 
-    def reapply(self, event: Event) -> None:
-        """Archive the job of a quarantined stop now; its outcome is reported like any other."""
+    def reapply(self, event: Event, followers: Sequence[Event]) -> None:
+        """Archive the job of a quarantined stop now; a failed attempt leaves it quarantined (and says why)."""
         report, pending = self._attempt(event, 1) if event.type == "job.stopped" else (None, None)
         self.log.append([report] if report else [])
+        if report is not None and report.type == "job.archiving_failed":
+            raise RuntimeError(str(report.data.get("reason")))
         self.state.commit(self.name, None, [pending] if pending else [])
         self.state.release(self.name, event.position or 0)
 

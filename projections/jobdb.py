@@ -43,6 +43,7 @@ class JobDatabaseProjection:
         self.engine = engine
         self.handlers = handlers
         self._recent_ids: OrderedDict[str, int] = OrderedDict()
+        self.control = JobDatabaseControl(str(engine.url.database), self.name)
         #: Called after a commit that changed the user table (the API's user directory reloads then).
         self.users_changed: list[Callable[[], None]] = []
         create_schema(engine)
@@ -52,8 +53,7 @@ class JobDatabaseProjection:
         return self._recent_ids.get(subject)
 
     def checkpoint(self) -> int:
-        with self.engine.connect() as conn:
-            return self._stored_checkpoint(conn)
+        return self.control.checkpoint()
 
     def _stored_checkpoint(self, conn: Connection) -> int:
         # Plain SQL: this runs in every batch's transaction, and building the statement costs more than it.
@@ -89,17 +89,20 @@ class JobDatabaseProjection:
             if (event.position or 0) > self._stored_checkpoint(conn):
                 conn.exec_driver_sql(_WRITE_CHECKPOINT, (self.name, event.position or 0))
 
-    def reapply(self, event: Event) -> None:
+    def reapply(self, event: Event, followers: Sequence[Event]) -> None:
         started: dict[str, int] = {}
         with self.engine.begin() as conn:
             conn.info[jobs.STARTED_IDS] = started
             try:
-                self._apply_one(conn, event)
+                # The subject's later events were applied without this one; every handler applies again
+                # to the same end (updates by key, tags attached once), so they are simply applied again.
+                for each in (event, *followers):
+                    self._apply_one(conn, each)
             finally:
                 conn.info.pop(jobs.STARTED_IDS, None)
             quarantine.release(_executor(conn), self.name, event.position or 0)
         self._recent_ids.update(started)
-        if event.type.startswith("user."):
+        if any(e.type.startswith("user.") for e in (event, *followers)):
             self._tell_users_changed()
 
     def _tell_users_changed(self) -> None:
@@ -107,31 +110,19 @@ class JobDatabaseProjection:
             listener()
 
     # The writer engine is one connection for the agent's thread (and the log writer's, under the runner's
-    # lock); operators and status pages call these from any thread, so they open a connection of their own.
-
-    @contextmanager
-    def _own_connection(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(str(self.engine.url.database), timeout=5.0, isolation_level=None)
-        try:
-            yield conn
-        finally:
-            conn.close()
+    # lock); operators and status pages ask from any thread, through a control with connections of its own.
 
     def quarantined(self) -> list[QuarantinedEvent]:
-        with self._own_connection() as conn:
-            return quarantine.entries(conn.execute, self.name)
+        return self.control.quarantined()
 
     def requests(self) -> list[AgentRequest]:
-        with self._own_connection() as conn:
-            return quarantine.requests(conn.execute, self.name)
+        return self.control.requests()
 
     def file_request(self, position: int, action: Action) -> None:
-        with self._own_connection() as conn:
-            quarantine.file_request(conn.execute, self.name, position, action, time.time())
+        self.control.file_request(position, action)
 
     def settle_request(self, position: int) -> None:
-        with self._own_connection() as conn:
-            quarantine.settle(conn.execute, self.name, position)
+        self.control.settle_request(position)
 
     # -- applying --------------------------------------------------------------------------------
 
@@ -194,3 +185,44 @@ def _executor(conn: Connection) -> quarantine.Execute:
         return conn.exec_driver_sql(sql, params)
 
     return execute
+
+
+class JobDatabaseControl:
+    """The job database projection's checkpoint, quarantine and operators' requests, for any thread or process.
+
+    Each call opens a short-lived connection of its own, never the projection's writer; `ccstream agents`
+    uses it beside a running server without creating or migrating anything.
+    """
+
+    def __init__(self, path: str, name: str = JobDatabaseProjection.name) -> None:
+        self.path = path
+        self.name = name
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def checkpoint(self) -> int:
+        with self._connection() as conn:
+            value = conn.execute(_READ_CHECKPOINT, (self.name,)).fetchone()
+        return int(value[0]) if value else 0
+
+    def quarantined(self) -> list[QuarantinedEvent]:
+        with self._connection() as conn:
+            return quarantine.entries(conn.execute, self.name)
+
+    def requests(self) -> list[AgentRequest]:
+        with self._connection() as conn:
+            return quarantine.requests(conn.execute, self.name)
+
+    def file_request(self, position: int, action: Action) -> None:
+        with self._connection() as conn:
+            quarantine.file_request(conn.execute, self.name, position, action, time.time())
+
+    def settle_request(self, position: int) -> None:
+        with self._connection() as conn:
+            quarantine.settle(conn.execute, self.name, position)

@@ -97,9 +97,20 @@ def _stop_jobs_sql(rows: int) -> str:
 class JobIdTaken(ValueError):
     """An imported job keeps a database id that another job already has (live projection and rebuild alike)."""
 
-    def __init__(self, taken: Sequence[tuple[str, int]]) -> None:
-        super().__init__("database id already held by another job: "
-                         + ", ".join(f"{subject} keeps id {db_id}" for subject, db_id in taken))
+    def __init__(self, subject: str, db_id: int, holder: str | None) -> None:
+        super().__init__(f"{subject} keeps database id {db_id}, which {holder or 'another job'} already has")
+
+
+#: The job that holds a database id, for the message of JobIdTaken.
+HOLDER_SQL = "SELECT cluster, job_id, start_time FROM job WHERE id = ?"
+
+
+def holder_of(row: Sequence[object] | None) -> str | None:
+    """A job subject from a HOLDER_SQL row."""
+    if row is None:
+        return None
+    cluster, job_id, start_time = row
+    return f"job/{cluster}/{job_id}/{start_time}"
 
 
 def _insert_jobs(conn: Connection, events: Sequence[Event]) -> None:
@@ -117,9 +128,11 @@ def _insert_jobs(conn: Connection, events: Sequence[Event]) -> None:
             )
         except IntegrityError as exc:
             taken = [(e.subject, row["id"]) for e, row in zip(chunk, rows, strict=True) if "id" in row]
-            if taken and "job.id" in str(exc.orig):
-                raise JobIdTaken(taken) from None
-            raise
+            if len(chunk) == 1 and taken and "job.id" in str(exc.orig):
+                subject, db_id = taken[0]
+                holder = holder_of(conn.exec_driver_sql(HOLDER_SQL, (db_id,)).fetchone())
+                raise JobIdTaken(subject, db_id, holder) from None
+            raise  # several rows: the runner narrows the batch down to the one at fault
         if ids is not None and result.rowcount == len(chunk) and result.lastrowid:
             first = result.lastrowid - len(chunk) + 1
             ids.update((e.subject, first + i) for i, e in enumerate(chunk))

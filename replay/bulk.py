@@ -55,6 +55,7 @@ from streams.events.codec import unreadable
 from streams.events.payloads import CURRENT_VERSION
 from streams.log import StoredEvent
 from streams.runtime import quarantine
+from streams.runtime.runner import is_transient
 
 #: Bytes of a database file read through a memory map: building the indexes reads the whole job table
 #: once per index, a third faster from the map than through read() calls.
@@ -289,6 +290,8 @@ class JobDatabaseBulkLoader:
                 handler(conn, event)
             except Exception as exc:  # what the live projection quarantines after its tries, quarantined here
                 conn.exec_driver_sql("ROLLBACK TO bulk_handler")
+                if is_transient(exc):  # the disk or the file failed, not the event: the rebuild fails
+                    raise
                 quarantine.put(self._raw.execute, self.name, event, f"{type(exc).__name__}: {exc}", 1, 0.0)
             conn.exec_driver_sql("RELEASE bulk_handler")
 
@@ -339,7 +342,9 @@ class JobDatabaseBulkLoader:
         """A start keeps an id another job holds: quarantined as the live projection quarantines it."""
         position, fetch = self._id_starts[key]
         record = fetch(position)
-        error = jobs.JobIdTaken([(record.subject, int(row[_ID]))])
+        db_id = int(row[_ID])
+        holder = jobs.holder_of(self._raw.execute(jobs.HOLDER_SQL, (db_id,)).fetchone())
+        error = jobs.JobIdTaken(record.subject, db_id, holder)
         quarantine.put(self._raw.execute, self.name, record.event(), f"{type(error).__name__}: {error}", 1, 0.0)
 
     def _replay_folded(self, events: list[Folded]) -> None:

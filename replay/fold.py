@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from streams.events import parse_job_subject
+from streams.events.bounds import INT64_MAX, INT64_MIN
 from streams.events.payloads import CURRENT_VERSION
 
 #: A job's identity in the table as Python compares it; held rows have keys that compare like SQLite's,
@@ -91,12 +92,9 @@ def start_row(data: dict[str, Any]) -> Started | None:
         return None
     if type(job_id) is not int or type(start_time) is not int or type(cluster) is not str or type(db_id) is str:
         return None
-    if not all(_INT64_MIN <= v <= _INT64_MAX for v in row if type(v) is int):
+    if not all(INT64_MIN <= v <= INT64_MAX for v in row if type(v) is int):
         return None  # the handler fails on it and the loader quarantines it, as the live projection does
     return (cluster, job_id, start_time), row
-
-
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def stop_of(subject: str, data: dict[str, Any]) -> Stopped:

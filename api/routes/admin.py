@@ -83,8 +83,8 @@ async def _file(request: Request, agent: str, raw_position: str, action: Action)
     if runner is None:
         names = ", ".join(r.agent.name for r in services.runners())
         raise ApiError(404, f"no agent {agent!r} (agents: {names})")
-    try:
-        check_request(runner.agent, position, action, services.log.head())
+    try:  # off the event loop: it reads the agent's store
+        await run_in_threadpool(check_request, runner.agent, position, action, services.log.head())
     except RequestRefused as exc:
         raise ApiError(400, str(exc)) from None
 

@@ -25,8 +25,6 @@ TEXT_MAX = 4 * 1024 * 1024
 #: Nesting of free-form JSON (statistics): deep enough for any real document, far from the recursion limit.
 JSON_DEPTH_MAX = 16
 
-#: A name: no control characters (a NUL truncates it for every C consumer, a newline forges log lines).
-_NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 NonNegativeInt64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
@@ -39,8 +37,21 @@ Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
 #: request models (`Count`) only what a scheduler may send.
 Int32 = Annotated[int, Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-Name = Annotated[str, StringConstraints(max_length=NAME_MAX, pattern=_NAME_PATTERN)]
-NonEmptyName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX, pattern=_NAME_PATTERN)]
+
+
+def _no_control_characters(value: str) -> str:
+    """A name has no control characters: a NUL truncates it for every C consumer, a newline forges log lines."""
+    if value.isascii() and value.isprintable():  # the common case, at C speed
+        return value
+    for char in value:
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            raise ValueError(f"contains a control character (U+{ord(char):04X})")
+    return value
+
+
+Name = Annotated[str, StringConstraints(max_length=NAME_MAX), AfterValidator(_no_control_characters)]
+NonEmptyName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX),
+                         AfterValidator(_no_control_characters)]
 Text = Annotated[str, StringConstraints(max_length=TEXT_MAX)]
 
 

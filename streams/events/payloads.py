@@ -35,8 +35,9 @@ class Resource(Payload):
 
     hostname: Name
     hwthreads: list[Int32] | None = None
-    accelerators: list[Name] | None = None
-    configuration: Name | None = None
+    # Free text from the scheduler (cc-slurm-adapter takes them from the job's comment): bounded, not refused.
+    accelerators: list[Text] | None = None
+    configuration: Text | None = None
 
 
 class JobTag(Payload):

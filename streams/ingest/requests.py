@@ -35,8 +35,9 @@ class ResourceIn(_Strict):
 
     hostname: NonEmptyName
     hwthreads: list[Count] | None = None
-    accelerators: list[Name] | None = None
-    configuration: Name | None = None
+    # Free text from the scheduler (cc-slurm-adapter takes them from the job's comment): bounded, not refused.
+    accelerators: list[Text] | None = None
+    configuration: Text | None = None
 
 
 class TagIn(_Strict):

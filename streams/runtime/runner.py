@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -38,6 +37,9 @@ MAX_ATTEMPTS = 5
 REQUEST_POLL = 1.0
 #: Recently quarantined positions remembered, so read-your-writes waits can say their event was skipped.
 _SKIPPED_MEMORY = 1024
+#: Quarantines in a row (no event applied in between) after which the runner stops quarantining and stays
+#: blocked: so many failing events in a row says the read model, not the events, is broken.
+QUARANTINE_STREAK_LIMIT = 20
 
 
 class CheckpointMoved(RuntimeError):
@@ -64,8 +66,9 @@ class CheckpointedAgent(Protocol):
         """Quarantine `event` with its error and move the checkpoint to it (never back), all or nothing."""
         ...
 
-    def reapply(self, event: Event) -> None:
-        """Apply a quarantined event now, out of order, and lift its quarantine, all or nothing."""
+    def reapply(self, event: Event, followers: Sequence[Event]) -> None:
+        """Apply a quarantined event now, out of order, then `followers` (its subject's later events, already
+        passed), and lift its quarantine, all or nothing."""
         ...
 
     def quarantined(self) -> list[QuarantinedEvent]:
@@ -102,13 +105,26 @@ class AgentStatus:
     max_attempts: int
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failure is the environment's (locked or unreachable database, I/O), not the event's.
+#: SQLite result codes that say the environment failed, not the event: a busy or locked database, a full or
+#: failing disk, a file that cannot be opened or written, a damaged file. Retried for as long as they last.
+_ENVIRONMENT_CODES = frozenset({
+    "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_NOMEM",
+    "SQLITE_PROTOCOL", "SQLITE_CORRUPT", "SQLITE_NOTADB", "SQLITE_NOLFS", "SQLITE_PERM",
+})
 
-    SQLAlchemy wraps the driver's exception (`orig`); both are looked at, and the cause.
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure is the environment's (locked, full, unreadable or damaged database, I/O), not the event's.
+
+    Judged by SQLite's result code, not the exception class: an OperationalError may also be the event's
+    fault (too many SQL variables). SQLAlchemy wraps the driver's exception (`orig`); both are looked at,
+    and the cause.
     """
     for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
-        if isinstance(candidate, sqlite3.OperationalError | OSError | TimeoutError):
+        if isinstance(candidate, OSError | TimeoutError):
+            return True
+        code = getattr(candidate, "sqlite_errorname", None)
+        if isinstance(code, str) and (code in _ENVIRONMENT_CODES or code.startswith("SQLITE_IOERR")):
             return True
     return False
 
@@ -126,6 +142,7 @@ class AgentRunner:
         on_idle: Callable[[], None] | None = None,
         types: Collection[str] | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        serves_requests: bool = True,
     ) -> None:
         self.log = log_
         self.agent = agent
@@ -136,6 +153,8 @@ class AgentRunner:
         self.batch_size = batch_size
         self.max_backoff = max_backoff
         self.max_attempts = max(1, max_attempts)
+        #: Whether this runner acts on operators' requests (the server's do; a CLI's catch-up does not).
+        self.serves_requests = serves_requests
         self._position = agent.checkpoint()
         self._scanned = self._position
         self._progress = threading.Condition()
@@ -151,6 +170,8 @@ class AgentRunner:
         self._blocked_at: int | None = None
         self._blocked_event: Event | None = None
         self._transient = False
+        self._quarantine_streak = 0
+        self._acting = False
         self._skipped: deque[int] = deque(maxlen=_SKIPPED_MEMORY)
         self._requests_seen = 0.0
         self._narrow_until = 0
@@ -187,9 +208,18 @@ class AgentRunner:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if not self.step():
+            try:
+                progressed = self.step()
+            except Exception as exc:  # reading the log or the checkpoint failed: the thread must live on
+                log.exception("agent %s: step failed", self.agent.name)
+                self._failures += 1
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                self._back_off()
+                continue
+            if not progressed:
                 if time.monotonic() - self._requests_seen >= REQUEST_POLL:
                     self.act_on_requests()
+                    self._wakeup.clear()  # a nudge answered here must not cut the next back-off short
                 if self.on_idle is not None:
                     self._run_idle_hook()
                 # Short waits keep stop() prompt; an idle runner wakes ten times a second.
@@ -242,8 +272,10 @@ class AgentRunner:
             return False
         batch = self._readable_prefix(events)
         if not batch:  # the first event is one this build cannot read: no retry can change that
-            reason = unreadable(events[0]) or "unreadable event"
-            return self._quarantine(events[0], reason, 1) if back_off else False
+            if not back_off:
+                return False
+            self._quarantine(events[0], unreadable(events[0]) or "unreadable event", 1)
+            return not self._stop.is_set()
         try:
             self.agent.apply(batch)
         except CheckpointMoved:
@@ -254,15 +286,30 @@ class AgentRunner:
             return True
         except Exception as exc:
             self._record_failure(batch, exc)
-            if len(batch) == 1 and back_off and self._failures >= self.max_attempts and not is_transient(exc):
-                return self._quarantine(batch[0], f"{type(exc).__name__}: {exc}", self._failures)
+            if len(batch) == 1 and back_off and self._failures >= self.max_attempts and self._may_quarantine(exc):
+                self._quarantine(batch[0], f"{type(exc).__name__}: {exc}", self._failures)
+                return not self._stop.is_set()
             if back_off:
                 self._back_off()
             return not self._stop.is_set()
         if self._blocked_at is not None:
             log.warning("agent %s recovered at position %s", self.agent.name, self._blocked_at)
         self._clear_failure()
+        self._quarantine_streak = 0
         self._advance(batch[-1].position or self._position)
+        return True
+
+    def _may_quarantine(self, exc: Exception) -> bool:
+        """Not for the environment's failures, and not once many events in a row failed (the read model is
+        broken, not the events: stay blocked, for an operator to look at, rather than skip them all)."""
+        if is_transient(exc):
+            return False
+        if self._quarantine_streak >= QUARANTINE_STREAK_LIMIT:
+            if self._failures == self.max_attempts:
+                log.critical("agent %s: %d events in a row could not be applied; not quarantining more, blocked "
+                             "at position %s until an operator acts", self.agent.name, self._quarantine_streak,
+                             self._blocked_at)
+            return False
         return True
 
     @staticmethod
@@ -301,7 +348,7 @@ class AgentRunner:
                 self.agent.name, batch[0].id, batch[0].type, batch[0].position, self._failures,
                 self.max_attempts, exc,
             )
-            if not self._transient:
+            if not self._transient or self._failures >= 2:
                 self._wake_blocked(batch[0].position or 0)
         else:
             # Narrow down: go one event at a time through this batch until the culprit is found.
@@ -313,15 +360,16 @@ class AgentRunner:
         try:
             self.agent.skip(event, error, attempts)
         except Exception as exc:
-            self._record_failure([event], exc)
-            self._back_off()
-            return not self._stop.is_set()
+            log.error("agent %s: quarantining position %s failed: %s", self.agent.name, event.position, exc)
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            return False
         log.error(
             "agent %s quarantined event %s (%s at position %s) after %d attempt(s): %s",
             self.agent.name, event.id, event.type, event.position, attempts, error,
         )
         self._last_error = f"quarantined position {event.position}: {error}"
         self._clear_failure()
+        self._quarantine_streak += 1
         self._skipped.append(event.position or 0)
         self._advance(max(self._position, event.position or 0))
         return True
@@ -331,6 +379,15 @@ class AgentRunner:
     def act_on_requests(self) -> None:
         """Act on filed skips and retries: a skip once the agent is blocked at its position, a retry at once."""
         self._requests_seen = time.monotonic()
+        if self._acting or not self.serves_requests:  # re-entered from a back-off inside a request; or a CLI
+            return
+        self._acting = True
+        try:
+            self._act_on_all()
+        finally:
+            self._acting = False
+
+    def _act_on_all(self) -> None:
         try:
             pending = self.agent.requests()
         except Exception as exc:  # the store is unreachable now; the requests wait
@@ -351,9 +408,10 @@ class AgentRunner:
                 self.agent.settle_request(request.position)
             elif self._blocked_at == request.position and self._blocked_event is not None:
                 with self._stepping:
-                    self._quarantine(self._blocked_event, f"skipped by an operator; last error: {self._last_error}",
-                                     self._failures)
-                self.agent.settle_request(request.position)
+                    done = self._quarantine(self._blocked_event,
+                                            f"skipped by an operator; last error: {self._last_error}", self._failures)
+                if done:  # else the request stays filed and is tried again
+                    self.agent.settle_request(request.position)
             return
         entry = next((q for q in self.agent.quarantined() if q.position == request.position), None)
         event = self._event_at(request.position)
@@ -365,16 +423,24 @@ class AgentRunner:
         self.agent.settle_request(request.position)
 
     def _reapply(self, event: Event, entry: QuarantinedEvent) -> None:
+        """Apply a quarantined event, then the events of its subject the agent passed since: they were applied
+        without it (a stop of a job whose start was quarantined changed nothing) and must be again."""
         reason = unreadable(event)
+        position = event.position or 0
+        followers = [e for e in self.log.read_subject(event.subject)
+                     if position < (e.position or 0) <= self._position and unreadable(e) is None]
         try:
             if reason is not None:
                 raise ValueError(reason)
-            self.agent.reapply(event)
+            self.agent.reapply(event, followers)
         except Exception as exc:
-            log.error("agent %s: retry of quarantined position %s failed: %s", self.agent.name, event.position, exc)
+            log.error("agent %s: retry of quarantined position %s failed: %s", self.agent.name, position, exc)
             self.agent.skip(event, f"{type(exc).__name__}: {exc}", entry.attempts + 1)
             return
-        log.warning("agent %s: quarantined position %s applied on retry", self.agent.name, event.position)
+        with contextlib.suppress(ValueError):
+            self._skipped.remove(position)
+        log.warning("agent %s: quarantined position %s applied on retry (with %d later event(s) of %s)",
+                    self.agent.name, position, len(followers), event.subject)
 
     def _event_at(self, position: int) -> Event | None:
         events = self.log.read(position - 1, 1) if position > 0 else []
@@ -401,12 +467,20 @@ class AgentRunner:
         _resolve_threadsafe(blocked)
 
     def _reaches(self, position: int) -> bool:
-        """Whether a wait for `position` is over: applied, or held up behind an event that fails by its own
-        fault (a locked database is waited out: it passes, and the answer is then the real one)."""
+        """Whether a wait for `position` is over: applied, or held up behind a failing event: at once when the
+        event is at fault, after a second failure when the environment is (one locked moment is waited out)."""
         blocked = self._blocked_at
         return self._position >= position or (
-            blocked is not None and blocked <= position and self._failures > 0 and not self._transient
+            blocked is not None and blocked <= position and (self._failures >= 2 or not self._transient)
         )
+
+    def holdup(self) -> tuple[int | None, int, str | None]:
+        """Where the agent is blocked (if it is), how often it tried, and the last error: no I/O."""
+        return self._blocked_at, self._failures, self._last_error
+
+    def was_quarantined(self, position: int) -> bool:
+        """Whether the event at `position` was quarantined by this runner lately."""
+        return position in self._skipped
 
     def shows(self, position: int) -> bool:
         """Whether the event at `position` has been applied (reached and not quarantined)."""

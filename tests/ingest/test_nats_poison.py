@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from tests.ingest.conftest import START, job_line, node_line, start_body, stop_body
-from tests.ingest.test_nats import JOBS, MODES, NODES, jobs, publisher, running, settled, settings_for, wait_connected
+from tests.ingest.test_nats import JOBS, MODES, NODES, jobs, publisher, running, settings_for, settled, wait_connected
 
 TOO_BIG = 2**63
 

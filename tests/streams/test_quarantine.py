@@ -6,6 +6,7 @@ a bug would have put them there: intake refuses them today (tests/api/test_poiso
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,11 +92,19 @@ def test_an_imported_id_that_collides_is_a_recorded_conflict_not_a_lost_row(
     runner.run_until_caught_up()
     assert job_ids(engine) == [10, 12]
     [entry] = runner.quarantined()
-    assert entry.position == 2 and "JobIdTaken" in entry.error and "keeps id 5" in entry.error
+    assert entry.position == 2 and entry.error == (
+        "JobIdTaken: job/fritz/11/1700000000 keeps database id 5, which job/fritz/10/1700000000 already has")
 
 
-def test_a_retry_applies_a_quarantined_event_once_it_can_be_applied(log: SQLiteEventLog, engine: Engine) -> None:
-    log.append([start(20, dbId=7), start(21, dbId=7)])
+def test_a_retry_applies_a_quarantined_event_and_the_later_events_of_its_job(
+    log: SQLiteEventLog, engine: Engine
+) -> None:
+    subject = job_subject("fritz", 21, T0)
+    log.append([
+        start(20, dbId=7), start(21, dbId=7),
+        new_event("job.stopped", subject, {"jobState": "failed", "stopTime": T0 + 50, "duration": 50}, id="stop-21"),
+        new_event("job.tag_added", subject, {"type": "app", "name": "vasp"}, id="tag-21"),
+    ])
     runner = runner_of(log, engine, max_attempts=1)
     runner.run_until_caught_up()
     assert [q.position for q in runner.quarantined()] == [2]
@@ -105,7 +114,10 @@ def test_a_retry_applies_a_quarantined_event_once_it_can_be_applied(log: SQLiteE
     runner.agent.file_request(2, "retry")
     runner.act_on_requests()
     assert runner.quarantined() == [] and runner.agent.requests() == []
-    assert job_ids(engine) == [21]
+    with engine.connect() as conn:
+        state, duration = conn.execute(text("SELECT job_state, duration FROM job WHERE job_id = 21")).one()
+        tags = conn.execute(text("SELECT t.tag_name FROM jobtag jt JOIN tag t ON t.id = jt.tag_id")).scalars().all()
+    assert (state, duration, tags) == ("failed", 50, ["vasp"]), "the stop and the tag came back with the start"
 
 
 def test_a_failed_retry_stays_quarantined_with_the_new_attempt(log: SQLiteEventLog, engine: Engine) -> None:
@@ -159,5 +171,55 @@ async def test_read_your_writes_gives_up_at_once_behind_a_poison_event(log: SQLi
     runner.step()
     assert runner.status().blocked_at == 1
     [result] = log.append([start(50)])
-    # Blocked before the awaited position: the answer comes now, not after the timeout.
-    assert await runner.wait_for_async(result.position, timeout=3600) is False
+    # Blocked before the awaited position: the answer comes now, not after the timeout (a regression would
+    # wait the whole minute, which the bound below catches without depending on how busy the machine is).
+    began = time.monotonic()
+    assert await runner.wait_for_async(result.position, timeout=60) is False
+    assert time.monotonic() - began < 30
+
+
+def test_many_failures_in_a_row_stop_quarantining_and_leave_the_agent_blocked(
+    log: SQLiteEventLog, engine: Engine
+) -> None:
+    from streams.runtime.runner import QUARANTINE_STREAK_LIMIT
+
+    log.append([start(2**63 + i) for i in range(QUARANTINE_STREAK_LIMIT + 3)])
+    runner = runner_of(log, engine, max_attempts=1)
+    for _ in range(200):
+        runner.step()
+    # None of these starts fits SQLite: after the limit, the runner stops skipping and stays blocked.
+    assert len(runner.quarantined()) == QUARANTINE_STREAK_LIMIT
+    assert runner.status().blocked_at == QUARANTINE_STREAK_LIMIT + 1
+
+
+def test_operators_look_at_the_store_from_any_thread_while_the_agent_applies(
+    log: SQLiteEventLog, engine: Engine
+) -> None:
+    """The control never touches the projection's writer connection (a shared one, used by the agent)."""
+    import threading
+
+    runner = runner_of(log, engine)
+    runner.start()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        while not stop.is_set():
+            try:
+                runner.agent.checkpoint(), runner.agent.quarantined(), runner.agent.requests()
+            except BaseException as exc:  # pragma: no cover - the failure this test is for
+                errors.append(exc)
+                return
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        for batch in range(20):
+            log.append([start(1000 + batch * 10 + i) for i in range(10)])
+        assert runner.wait_for(log.head(), timeout=60)
+    finally:
+        stop.set()
+        asker.join()
+        runner.stop()
+    assert errors == []
+    assert len(job_ids(engine)) == 200

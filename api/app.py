@@ -13,6 +13,7 @@ from api.bootstrap import Services
 from api.direct import Authenticate, DirectDispatch, Endpoint, direct_routes
 from api.errors import install_error_handlers
 from api.metricstore_routes import build_metricstore_router
+from api.readpool import ReadPool
 from api.responses import JSON
 from api.routes import admin, clusters, edits, jobs, nodes, rejected, users
 from api.scheduler import start_maintenance, stop_maintenance
@@ -50,6 +51,7 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
         # Waits for a maintenance run in progress, off the event loop, before anything closes.
         await asyncio.to_thread(stop_maintenance, maintenance)
         await services.stop_ingest()
+        reads.close()
         services.close()
 
     app = _App(
@@ -63,6 +65,8 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
         openapi_url="/swagger/openapi.json" if dev else None,
     )
     app.state.services = services
+    # Every read route runs its work here, off the loop that answers start/stop and NATS (api.readpool).
+    app.state.read_pool = reads = ReadPool(services.settings.reads, give_way_to=services.intake.busy)
     install_error_handlers(app)
     api_auth = services.auth.dependency("api")
     admin_auth = services.auth.dependency("admin")
@@ -76,7 +80,7 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     app.include_router(rejected.build_router(admin_auth))
     if services.metric_store is not None:
         # cc-backend embeds cc-metric-store's API at the same paths, behind the `api` role like the job routes.
-        app.include_router(build_metricstore_router(services.metric_store, api_auth))
+        app.include_router(build_metricstore_router(services.metric_store, api_auth, reads))
 
     # Start and stop are the hot path: dispatched straight to their endpoints (see api.direct).
     app.direct = (direct_routes(job_routes.routes, jobs.DIRECT_OPERATIONS), api_auth)

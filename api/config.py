@@ -205,6 +205,24 @@ class ArchiverSettings(Section):
                             description="SQLite file with the checkpoints and retry queue of emitting agents.")
 
 
+class ReadSettings(Section):
+    """`reads`: how the API serves reads, off the event loop that answers start/stop and NATS (ccstream's own)."""
+
+    workers: int = Field(default=4, ge=1, le=256,
+                         description="Threads that run reads (job lists, job metrics, clusters, users, node states, "
+                         "rejected messages, metric store queries); also the most reads served at once.")
+    queue_wait: float = Field(default=5.0, alias="queue-wait", ge=0,
+                              description="Seconds a read waits for a free worker before it is answered 503.")
+    timeout: float = Field(default=30.0, gt=0,
+                           description="Seconds a read may run; then it is answered 504 and stops at its next step "
+                           "(a streamed answer is cut off).")
+    max_job_points: int = Field(default=20_000_000, alias="max-job-points", ge=1,
+                                description="Most points (series x samples) of one job's metric data from the "
+                                "metric store (`GET /api/jobs/{id}?all-metrics=true`, `POST /api/jobs/{id}`, "
+                                "`GET /api/jobs/metrics/{id}`); above, 400. 64 nodes x 25 metrics x 7 days at 60 s "
+                                "is 16 M.")
+
+
 class CronSettings(Section):
     commit_job_worker: str = Field(default="1m", alias="commit-job-worker", description="Job commit interval.")
     duration_worker: str = Field(default="5m", alias="duration-worker", description="Duration update interval.")
@@ -233,6 +251,7 @@ class Settings(Section):
     intake: IntakeSettings = Field(default_factory=IntakeSettings, description="ccstream's job intake.")
     agents: AgentSettings = Field(default_factory=AgentSettings, description="ccstream's agents over the log.")
     archiver: ArchiverSettings = Field(default_factory=ArchiverSettings, description="ccstream's archiver agent.")
+    reads: ReadSettings = Field(default_factory=ReadSettings, description="ccstream's read pool and answer limits.")
 
 
 class ConfigError(ValueError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -12,9 +12,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from api.config import ReadSettings
 from api.errors import ApiError, install_error_handlers
+from api.readpool import CHUNK_BYTES, ChunkedAnswer, ReadPool, checkpoint
 from metricstore import debug, health
-from metricstore.query import APIQueryRequest, run_query
+from metricstore.query import APIQueryRequest, LimitExceeded, QueryPlan, plan_query, read_entry
 from metricstore.store import MetricStore
 
 MAX_BODY = 256 * 1024 * 1024
@@ -60,21 +62,46 @@ def _parse_json(body: bytes, what: str) -> Any:
         raise ApiError(400, f"{what}: invalid JSON: {exc}") from None
 
 
-def _go_style(response: dict[str, Any]) -> dict[str, Any]:
+def _go_style(entry: dict[str, Any]) -> dict[str, Any]:
     """cc-metric-store writes data with 3 decimals and statistics with 2; NaN becomes null."""
-    for entries in response["results"]:
-        for entry in entries:
-            if "data" in entry:
-                entry["data"] = np.round(np.asarray(entry["data"], np.float64), 3)
-            for key in ("avg", "min", "max"):
-                if key in entry:
-                    value = entry[key]
-                    entry[key] = None if value != value else round(value, 2)
-    return response
+    if "data" in entry:
+        entry["data"] = np.round(np.asarray(entry["data"], np.float64), 3)
+    for key in ("avg", "min", "max"):
+        if key in entry:
+            value = entry[key]
+            entry[key] = None if value != value else round(value, 2)
+    return entry
 
 
-def build_metricstore_router(store: MetricStore, auth: Callable[..., Any]) -> APIRouter:
-    """All cc-metric-store routes, each behind the caller's auth dependency."""
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def query_answer(store: MetricStore, plan: QueryPlan) -> Iterator[bytes]:
+    """The `/api/query/` answer entry by entry: each series is read, rounded and written before the next,
+    so a request holds one series at a time, whatever its size. The bytes are those of serialising the
+    whole answer at once: `{"queries": [...], "results": [[entry, ...], ...]}`."""
+    out = bytearray(b"{" + (b'"queries":' + _dumps(plan.extra) + b"," if plan.extra is not None else b"")
+                    + b'"results":[')
+    for n, entries in enumerate(plan.results):
+        out += b",[" if n else b"["
+        for k, entry in enumerate(entries):
+            checkpoint()
+            if k:
+                out += b","
+            out += _dumps(_go_style(read_entry(store, plan.request, entry)))
+            if len(out) >= CHUNK_BYTES:
+                yield bytes(out)
+                out.clear()
+        out += b"]"
+    out += b"]}"
+    yield bytes(out)
+
+
+def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool: ReadPool | None = None) -> APIRouter:
+    """All cc-metric-store routes, each behind the caller's auth dependency; reads run in `pool` (one of
+    the router's own with default settings when none is given)."""
+    reads = pool or ReadPool(ReadSettings())
     router = APIRouter(prefix="/api", dependencies=[Depends(auth)], tags=["metricstore"])
 
     @router.post("/write/")
@@ -91,7 +118,15 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any]) -> AP
             req = APIQueryRequest.model_validate(_parse_json(await _body(request), "query"))
         except ValidationError as exc:
             raise ApiError(400, f"query: {_describe(exc)}") from None
-        return _json(_go_style(run_query(store, req)))
+
+        def answer() -> ChunkedAnswer:
+            try:
+                plan = plan_query(store, req)
+            except LimitExceeded as exc:
+                raise ApiError(400, f"query: {exc}") from None
+            return ChunkedAnswer(query_answer(store, plan))
+
+        return await reads.respond(answer)
 
     @router.post("/free/")
     async def free(request: Request, to: str | None = None) -> PlainTextResponse:
@@ -107,10 +142,16 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any]) -> AP
     @router.post("/debug/", operation_id="ms_debug_post")
     async def debug_dump(selector: str | None = None) -> Response:
         parts = [p for p in (selector or "").split(":") if p]
-        try:
-            return _json(debug.dump(store, parts))
-        except KeyError as exc:
-            raise ApiError(400, f"debug: {exc.args[0]}") from None
+
+        def answer() -> Response:
+            try:
+                return _json(debug.dump(store, parts))
+            except KeyError as exc:
+                raise ApiError(400, f"debug: {exc.args[0]}") from None
+            except LimitExceeded as exc:
+                raise ApiError(400, f"debug: {exc}") from None
+
+        return await reads.respond(answer)
 
     @router.get("/healthcheck/", operation_id="ms_healthcheck")
     @router.post("/healthcheck/", operation_id="ms_healthcheck_post")
@@ -122,14 +163,16 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any]) -> AP
             req = HealthCheckRequest.model_validate(raw)
         except ValidationError as exc:
             raise ApiError(400, f"healthcheck: {_describe(exc)}") from None
-        return _json(health.healthcheck(store, req.cluster, req.nodes, req.metric_names))
+        return await reads.respond(lambda: _json(health.healthcheck(store, req.cluster, req.nodes, req.metric_names)))
 
     return router
 
 
 def create_metricstore_app(store: MetricStore, auth: Callable[..., Any],
-                           services: tuple[_Lifecycle, ...] = ()) -> FastAPI:
-    """The standalone metric store (`ccstream metricstore`): starts the store and e.g. the NATS subscriber."""
+                           services: tuple[_Lifecycle, ...] = (), reads: ReadSettings | None = None) -> FastAPI:
+    """The standalone metric store (`ccstream metricstore`): starts the store and e.g. the NATS subscriber;
+    its reads run in a pool of their own (`reads` section)."""
+    pool = ReadPool(reads or ReadSettings())
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -141,14 +184,15 @@ def create_metricstore_app(store: MetricStore, auth: Callable[..., Any],
         finally:
             for service in reversed(services):
                 await service.stop()
+            pool.close()
             store.close()
 
     app = FastAPI(title="ccstream metric store", lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(build_metricstore_router(store, auth))
+    app.include_router(build_metricstore_router(store, auth, pool))
 
     @app.get("/api/metricstore/stats/", dependencies=[Depends(auth)])
     async def stats() -> Response:
-        return _json(store.stats())
+        return await pool.respond(lambda: _json(store.stats()))
 
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -38,6 +39,12 @@ class JobDataRequest:
     # orjson writes as JSON directly (OPT_SERIALIZE_NUMPY, NaN -> null) and costs no Python floats
     exact_arrays: bool = False  # with as_lists False: float64 arrays instead, holding each float32 value
     # exactly, so orjson writes the same bytes as for the lists (float32 arrays print fewer digits)
+    checkpoint: Callable[[], None] | None = None  # called between reads: the caller may pause or stop
+    # a long load there (api.readpool gives way to the intake and enforces its time budget)
+
+    def steps_at(self, frequency: int) -> int:
+        """Values per series over the job's time range at `frequency`: what an answer is padded to."""
+        return max(0, -(-(self.stop - self.start) // frequency))
 
 
 class Shape(NamedTuple):

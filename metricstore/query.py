@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from metricstore.resample import lttb
+from metricstore.clusters import MetricInfo
+from metricstore.resample import lttb, lttb_length
 from metricstore.store import Levels, MetricStore
 
 
@@ -120,18 +122,117 @@ def _selector_groups(q: APIQuery) -> list[list[str]]:
     return [types] if q.aggreg else [[t] for t in types]
 
 
-def read_one(store: MetricStore, req: APIQueryRequest, q: APIQuery, prefixes: list[str]) -> dict[str, Any]:
-    """One result entry (cc-metric-store's APIMetricData) with float NaN for gaps."""
+class LimitExceeded(ValueError):
+    """A request over one of the store's size limits; answered 400 with the setting named."""
+
+
+#: Values copied out of the store per hold of its lock when a series is read: long or wide reads (a
+#: year of one series, 72 hardware threads summed) go in slices, so ingest waits for one slice at most
+#: and a slice is all the raw data a read holds at once (4 MiB of float32).
+READ_SLICE_VALUES = 1 << 20
+
+
+@dataclass(slots=True)
+class Planned:
+    """One result entry, located before anything is read: rows of a block from `start`, `steps` values;
+    or the error cc-metric-store reports in its place."""
+
+    query: APIQuery
+    error: str | None = None
+    info: MetricInfo | None = None
+    bid: int = -1
+    rows: np.ndarray | None = None
+    start: int = 0
+    steps: int = 0
+
+
+@dataclass(slots=True)
+class QueryPlan:
+    """What a request will read: per query its entries, and the `queries` echoed for `for-all-nodes`."""
+
+    request: APIQueryRequest
+    results: list[list[Planned]] = field(default_factory=list)
+    extra: list[dict[str, Any]] | None = None
+
+
+def _locate(store: MetricStore, req: APIQueryRequest, q: APIQuery, prefixes: list[str]) -> Planned:
+    """Where an entry's values are, with `from` moved up to the oldest slot the block holds: before it
+    nothing exists (a `from` of 0 would otherwise pad 30 M steps with nulls), and `to` cut after the
+    newest slot, as every read is."""
     if req.from_ > req.to:
-        raise QueryError("invalid time range")
+        return Planned(q, "invalid time range")
     info = store.metric_info(req.cluster, q.metric)
     if info is None:
-        raise QueryError(f"unknown metric: {q.metric}")
+        return Planned(q, f"unknown metric: {q.metric}")
     with store.lock:
-        bid, rows = select_rows(store, req.cluster, q.host, q.metric, prefixes)
-        values, _steps = store.read(bid, rows, req.from_, req.to)
-    data = aggregate(values, info.aggregation)
-    start = req.from_
+        try:
+            bid, rows = select_rows(store, req.cluster, q.host, q.metric, prefixes)
+        except QueryError as exc:
+            return Planned(q, str(exc))
+        steps = store.steps(bid, rows, req.from_, req.to)
+        oldest = store.blocks[bid].oldest_slot()
+        first = int(store.first_slots(bid, rows, req.from_).max())
+    if len(rows) > 1 and info.aggregation not in ("sum", "avg"):
+        return Planned(q, "invalid aggregation")
+    skip = steps if oldest is None else min(steps, max(0, oldest - first))
+    return Planned(q, None, info, bid, rows, req.from_ + skip * info.frequency, steps - skip)
+
+
+def plan_query(store: MetricStore, req: APIQueryRequest) -> QueryPlan:
+    """Locate every entry of a request and check its size against the store's limits (LimitExceeded)."""
+    plan = QueryPlan(req)
+    queries = list(req.queries)
+    if req.for_all_nodes is not None:
+        extra = [APIQuery(metric=m, host=h) for h in store.hosts(req.cluster) for m in req.for_all_nodes]
+        queries.extend(extra)
+        plan.extra = [q.as_response() for q in extra]
+    per_series, per_request = store.settings.max_points_per_series, store.settings.max_points_per_request
+    total = 0
+    for n, q in enumerate(queries):
+        entries = [_locate(store, req, q, prefixes) for prefixes in _selector_groups(q)]
+        for entry in entries:
+            if entry.info is None:
+                continue
+            points = lttb_length(entry.steps, entry.info.frequency, q.resolution)
+            if points > per_series:
+                raise LimitExceeded(
+                    f"query {n} ({q.metric} of {q.host}) asks for {points:,} points in one series, more than "
+                    f"metric-store.max-points-per-series ({per_series:,}): ask for a shorter time range or a "
+                    "coarser resolution")
+            total += points
+        plan.results.append(entries)
+    if total > per_request:
+        raise LimitExceeded(
+            f"the request asks for {total:,} points, more than metric-store.max-points-per-request "
+            f"({per_request:,}): split it, or ask for shorter time ranges or a coarser resolution")
+    return plan
+
+
+def _values(store: MetricStore, entry: Planned) -> np.ndarray:
+    """The entry's series, its rows combined; copied out of the store in slices, combined outside the lock."""
+    assert entry.info is not None and entry.rows is not None
+    rows, f, aggregation = entry.rows, entry.info.frequency, entry.info.aggregation
+    width = max(1, READ_SLICE_VALUES // len(rows))
+    if entry.steps <= width:
+        with store.lock:
+            values, _steps = store.read(entry.bid, rows, entry.start, entry.start + entry.steps * f)
+        return aggregate(values, aggregation)
+    out = np.empty(entry.steps, np.float32)
+    for a in range(0, entry.steps, width):
+        n = min(width, entry.steps - a)
+        with store.lock:
+            values, _steps = store.read(entry.bid, rows, entry.start + a * f, entry.start + (a + n) * f)
+        out[a : a + n] = aggregate(values, aggregation)
+    return out
+
+
+def read_entry(store: MetricStore, req: APIQueryRequest, entry: Planned) -> dict[str, Any]:
+    """One result entry (cc-metric-store's APIMetricData) with float NaN for gaps."""
+    if entry.error is not None or entry.info is None:
+        return {"error": entry.error, "from": 0, "to": 0, "resolution": 0}
+    info, q = entry.info, entry.query
+    data = _values(store, entry)
+    start = entry.start
     if not req.with_padding:
         present = np.nonzero(~np.isnan(data))[0]
         skip = int(present[0]) if present.size else len(data)
@@ -147,21 +248,11 @@ def read_one(store: MetricStore, req: APIQueryRequest, q: APIQuery, prefixes: li
 
 
 def run_query(store: MetricStore, req: APIQueryRequest) -> dict[str, Any]:
-    """Answer a request: `results` has one list per query (per selector group), in order."""
-    queries = list(req.queries)
+    """Answer a request at once: `results` has one list per query (per selector group), in order.
+    The HTTP route writes the same answer entry by entry instead (api.metricstore_routes)."""
+    plan = plan_query(store, req)
     response: dict[str, Any] = {}
-    if req.for_all_nodes is not None:
-        extra = [APIQuery(metric=m, host=h) for h in store.hosts(req.cluster) for m in req.for_all_nodes]
-        queries.extend(extra)
-        response["queries"] = [q.as_response() for q in extra]
-    results = []
-    for q in queries:
-        entries = []
-        for prefixes in _selector_groups(q):
-            try:
-                entries.append(read_one(store, req, q, prefixes))
-            except QueryError as exc:
-                entries.append({"error": str(exc), "from": 0, "to": 0, "resolution": 0})
-        results.append(entries)
-    response["results"] = results
+    if plan.extra is not None:
+        response["queries"] = plan.extra
+    response["results"] = [[read_entry(store, req, e) for e in entries] for entries in plan.results]
     return response

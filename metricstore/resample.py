@@ -8,6 +8,14 @@ from tsdownsample import LTTBDownsampler
 _LTTB = LTTBDownsampler()
 
 
+def lttb_length(points: int, frequency: int, resolution: int) -> int:
+    """How many points `lttb` returns for `points` values: what a query's answer will hold, known before reading."""
+    if resolution <= frequency or points < 3:
+        return points
+    n_out = points * frequency // resolution
+    return points if n_out < 3 or n_out >= points else n_out
+
+
 def lttb(data: np.ndarray, frequency: int, resolution: int) -> tuple[np.ndarray, int]:
     """Downsample `data` (one value per `frequency` seconds) to about one per `resolution` seconds.
 

@@ -153,6 +153,17 @@ class MetricStoreSettings(_DurationsChecked):
     checkpoint_interval: str | None = Field(
         None, alias="checkpoint-interval", description="cc-backend's newer spelling of checkpoints.interval."
     )
+    max_points_per_series: int = Field(
+        1_000_000, alias="max-points-per-series", ge=1, description="Most points one series of a `/api/query/` "
+        "answer may have (after resampling to the query's resolution); a query asking for more is refused with "
+        "400 naming this setting. A year at 60 s is 525,600 points. Answers are written series by series, so "
+        "this bounds the memory one query takes."
+    )
+    max_points_per_request: int = Field(
+        50_000_000, alias="max-points-per-request", ge=1, description="Most points all series of one "
+        "`/api/query/` request may have together (400 above): bounds the work of one request. A 1,000-node "
+        "job's 24 h of 25 metrics at 60 s is 36 M."
+    )
 
     @property
     def retention_seconds(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -19,7 +20,7 @@ from metricstore.jobdata import (
     metric_entry,
     series_entries,
 )
-from metricstore.query import QueryError, find_levels
+from metricstore.query import READ_SLICE_VALUES, QueryError, find_levels
 from metricstore.resample import lttb
 from metricstore.store import MetricStore
 
@@ -31,6 +32,10 @@ class MetricSource(Protocol):
 
     def load_job_data(self, request: JobDataRequest) -> JobData:
         """The job's series per metric and scope, shaped like an archive `data.json`."""
+        ...
+
+    def job_points(self, request: JobDataRequest) -> dict[str, int]:
+        """Per metric, at most how many points (series x values) `load_job_data` answers, before reading."""
         ...
 
     def node_health(self, cluster: str, hostname: str,
@@ -61,6 +66,15 @@ def build_plans(store_catalogue: Any, request: JobDataRequest) -> list[Plan]:
     return plans
 
 
+def plan_points(plans: list[Plan], steps: Callable[[int], int]) -> dict[str, int]:
+    """Points per metric of these plans: their series times `steps(frequency)` values each."""
+    out: dict[str, int] = {}
+    for plan in plans:
+        series = sum(len(shapes) for _host, shapes in plan.hosts)
+        out[plan.metric.name] = out.get(plan.metric.name, 0) + series * steps(plan.metric.frequency)
+    return out
+
+
 def _host_shapes(native: str, scope: str, resources: tuple[JobResource, ...],
                  topologies: dict[str, Topology | None]) -> HostShapes | None:
     """Each host's series of a (native -> requested) scope; None when a host cannot have the scope at
@@ -81,9 +95,21 @@ class InProcessMetricSource:
     def __init__(self, store: MetricStore) -> None:
         self.store = store
 
+    def job_points(self, request: JobDataRequest) -> dict[str, int]:
+        """Counted up to the newest sample of each block: the store holds nothing later (a job that has
+        no data at all costs nothing, however long it has run)."""
+        def steps(frequency: int) -> int:
+            head = self.store.head_slot(request.cluster, frequency)
+            bound = 0 if head is None else max(0, head - request.start // frequency + 2)  # +2: any phase
+            return min(request.steps_at(frequency), bound)
+
+        return plan_points(build_plans(self.store.catalogue, request), steps)
+
     def load_job_data(self, request: JobDataRequest) -> JobData:
         out: JobData = {}
         for plan in build_plans(self.store.catalogue, request):
+            if request.checkpoint is not None:
+                request.checkpoint()
             entry = self._read_plan(request, plan)
             if entry is not None:
                 out.setdefault(plan.metric.name, {})[plan.scope] = entry
@@ -116,13 +142,10 @@ class InProcessMetricSource:
                     bounds.append(len(rows))
                     rows.extend([r for _b, r in found])
                     kept.append(Group(host, shape.id, shape.type, shape.type_ids))
-            if not kept:
-                return None
-            combined = _grouped_read(store, bid, np.asarray(rows, np.int64), np.asarray(bounds), request,
-                                     info.aggregation)
-            if combined is None:
-                values, _steps = store.read(bid, np.asarray(rows, np.int64), request.start, request.stop)
-                combined = _reduce(values, np.asarray(bounds), info.aggregation)
+        if not kept:
+            return None
+        combined = _read_combined(store, bid, np.asarray(rows, np.int64), np.asarray(bounds), request,
+                                  info.aggregation)
         timestep = info.frequency
         if request.resolution > info.frequency:
             resampled = [lttb(row, info.frequency, request.resolution) for row in combined]
@@ -136,9 +159,45 @@ class InProcessMetricSource:
         return node_health(self.store, cluster, hostname, metrics)
 
 
-def _grouped_read(store: MetricStore, bid: int, rows: np.ndarray, bounds: np.ndarray,
-                  request: JobDataRequest, aggregation: str) -> np.ndarray | None:
-    """Aggregate equal-sized runs of consecutive rows straight from the chunks; None if not applicable."""
+def _read_combined(store: MetricStore, bid: int, rows: np.ndarray, bounds: np.ndarray,
+                   request: JobDataRequest, aggregation: str) -> np.ndarray:
+    """One combined series per run of rows starting at `bounds`, over the job's time range.
+
+    Long or wide reads go in time slices of about READ_SLICE_VALUES values, each under one short hold
+    of the lock (ingest waits for one slice at most) and combined outside it; every step is computed
+    from its own column alone, so slicing changes no value."""
+    with store.lock:
+        grouped = _grouping(store, bid, rows, bounds, aggregation)
+        if grouped is not None:
+            block = store.blocks[bid]
+            first = (request.start - grouped[2] + block.frequency // 2) // block.frequency
+            steps = max(0, -(-(request.stop - request.start) // block.frequency))
+            steps = 0 if block.head < 0 else min(steps, max(0, block.head - first + 1))
+        else:
+            steps = store.steps(bid, rows, request.start, request.stop)
+    f = store.blocks[bid].frequency
+    width = max(1, READ_SLICE_VALUES // max(1, len(rows)))
+    out = np.empty((len(bounds), steps), np.float32)
+    for a in range(0, steps, width) if steps else [0]:
+        n = min(width, steps - a)
+        if a and request.checkpoint is not None:
+            request.checkpoint()
+        with store.lock:
+            if grouped is not None:
+                sums, counts = store.blocks[bid].sum_groups(grouped[0], grouped[1], first + a, n)
+            else:
+                values, _steps = store.read(bid, rows, request.start + a * f, request.start + (a + n) * f)
+        if grouped is not None:
+            out[:, a : a + n] = _mean_or_sum(sums, counts, aggregation)
+        else:
+            out[:, a : a + n] = _reduce(values, bounds, aggregation)
+    return out
+
+
+def _grouping(store: MetricStore, bid: int, rows: np.ndarray, bounds: np.ndarray,
+              aggregation: str) -> tuple[np.ndarray, int, int] | None:
+    """(first rows, group size, phase) when the runs are equal-sized runs of consecutive rows sharing a
+    phase: then they are summed straight from the chunks (Block.sum_groups). None otherwise."""
     sizes = np.diff(np.append(bounds, len(rows)))
     if len(rows) == 0 or (sizes == 1).all() or not (sizes == sizes[0]).all() or aggregation not in ("sum", "avg"):
         return None
@@ -146,15 +205,13 @@ def _grouped_read(store: MetricStore, bid: int, rows: np.ndarray, bounds: np.nda
     starts = rows[bounds]
     if not (rows.reshape(-1, size) - starts[:, None] == np.arange(size)).all():
         return None
-    block = store.blocks[bid]
-    f = block.frequency
-    phases = np.maximum(block.phase[rows], 0)
+    phases = np.maximum(store.blocks[bid].phase[rows], 0)
     if not (phases == phases[0]).all():
         return None
-    first = (request.start - int(phases[0]) + f // 2) // f
-    steps = max(0, -(-(request.stop - request.start) // f))
-    steps = 0 if block.head < 0 else min(steps, max(0, block.head - first + 1))
-    sums, counts = block.sum_groups(starts, size, first, steps)
+    return starts, size, int(phases[0])
+
+
+def _mean_or_sum(sums: np.ndarray, counts: np.ndarray, aggregation: str) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = sums / counts if aggregation == "avg" else sums

@@ -238,22 +238,38 @@ class MetricStore:
         return self.index.get(cluster, {}).get(host, {}).get(metric)
 
     def hosts(self, cluster: str) -> list[str]:
-        """Hosts that ever sent data for the cluster, sorted."""
-        return sorted(self.index.get(cluster, {}))
+        """Hosts that ever sent data for the cluster, sorted (taken under the lock: ingest adds hosts)."""
+        with self.lock:
+            return sorted(self.index.get(cluster, {}))
+
+    def first_slots(self, bid: int, rows: np.ndarray, start: int) -> np.ndarray:
+        """Each row's slot holding time `start` (rows differ by their phase)."""
+        block = self.blocks[bid]
+        f = block.frequency
+        return (start - np.maximum(block.phase[rows], 0) + f // 2) // f
+
+    def steps(self, bid: int, rows: np.ndarray, start: int, stop: int) -> int:
+        """How many values per row `read` gives for start, start+f, ... < stop: cut after the newest slot."""
+        block = self.blocks[bid]
+        steps = max(0, -(-(stop - start) // block.frequency))
+        if block.head < 0:
+            return 0
+        if len(rows):
+            steps = min(steps, max(0, int(block.head - self.first_slots(bid, rows, start).min()) + 1))
+        return steps
 
     def read(self, bid: int, rows: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, int]:
         """Values of `rows` at start, start+f, ... < stop, cut after the block's newest slot.
-        Returns (2-D float32 array, number of steps)."""
-        block = self.blocks[bid]
-        f = block.frequency
-        steps = max(0, -(-(stop - start) // f))
-        phase = np.maximum(block.phase[rows], 0)
-        first = (start - phase + f // 2) // f
-        if block.head < 0:
-            steps = 0
-        elif len(rows):
-            steps = min(steps, max(0, int(block.head - first.min()) + 1))
-        return block.read(rows, first, steps), steps
+        Returns (2-D float32 array, number of steps). Caller holds the lock."""
+        steps = self.steps(bid, rows, start, stop)
+        return self.blocks[bid].read(rows, self.first_slots(bid, rows, start), steps), steps
+
+    def head_slot(self, cluster: str, frequency: int) -> int | None:
+        """The newest slot written for the cluster at this frequency; None when it has no data."""
+        with self.lock:
+            bid = self._block_ids.get((cluster, frequency))
+            head = -1 if bid is None else self.blocks[bid].head
+        return None if head < 0 else head
 
     def last_seen(self, bid: int, rows: np.ndarray) -> np.ndarray:
         """Unix time of each row's newest sample (-1 when it never had one)."""

@@ -7,16 +7,17 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from api.errors import ApiError
+from api.readpool import ReadRoute
 from api.responses import JSON
 from api.routes.common import reject_unknown_params, services_of
 
 
 def build_router(api_auth: Any) -> APIRouter:
-    """The cluster route, behind the `api` role."""
-    router = APIRouter(dependencies=[Depends(api_auth)])
+    """The cluster route, behind the `api` role, run in the read pool."""
+    router = APIRouter(dependencies=[Depends(api_auth)], route_class=ReadRoute)
 
     @router.get("/api/clusters/")
-    async def clusters(request: Request) -> JSON:
+    def clusters(request: Request) -> JSON:
         """All cluster.json configurations, or the one named by `cluster`."""
         reject_unknown_params(request, {"cluster"})
         registry = services_of(request).clusters

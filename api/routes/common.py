@@ -31,7 +31,11 @@ def services_of(request: Request) -> Services:
 
 async def json_body(request: Request) -> Any:
     """The request body as JSON; a precise 400 when it is not."""
-    raw = await request.body()
+    return parse_json_body(await request.body())
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """A body already read, as JSON (for work done off the event loop, see api.readpool)."""
     if not raw.strip():
         raise ApiError(400, "parsing request body failed: empty body")
     try:

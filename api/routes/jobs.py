@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy import RowMapping
+from starlette.responses import Response
 
 from api import jobdata
+from api.bootstrap import Services
 from api.errors import ApiError
 from api.jobjson import job_json
+from api.joblist import job_page
+from api.readpool import ChunkedAnswer, ReadRoute, json_array, read_pool
 from api.responses import JSON
 from api.routes.common import (
     full_job_json,
     job_by_id,
     job_by_subject,
-    json_body,
     parse_bool,
     parse_int,
+    parse_json_body,
     reject_unknown_params,
     rejection,
     services_of,
@@ -34,8 +40,8 @@ LIST_PARAMS = {"state", "cluster", "project", "user", "start-time", "page", "ite
 
 
 def build_router(api_auth: Any) -> APIRouter:
-    """The job routes, each behind the `api` role."""
-    router = APIRouter(dependencies=[Depends(api_auth)])
+    """The job routes, each behind the `api` role; the reads (plain functions) run in the read pool."""
+    router = APIRouter(dependencies=[Depends(api_auth)], route_class=ReadRoute)
 
     @router.post("/api/jobs/start_job/", status_code=201, operation_id="start_job")
     @router.put("/api/jobs/start_job/", status_code=201, operation_id="start_job_put")
@@ -83,7 +89,7 @@ def build_router(api_auth: Any) -> APIRouter:
         return JSON(job_json(row, tags or None))
 
     @router.get("/api/jobs/used_nodes")
-    async def used_nodes(request: Request) -> JSON:
+    def used_nodes(request: Request) -> JSON:
         """Hosts of jobs running since before `ts`, per cluster."""
         reject_unknown_params(request, {"ts"})
         raw = request.query_params.get("ts")
@@ -94,18 +100,14 @@ def build_router(api_auth: Any) -> APIRouter:
             return JSON({"usedNodes": queries.used_nodes(conn, ts)})
 
     @router.get("/api/jobs/")
-    async def list_jobs(request: Request) -> JSON:
-        """A page of jobs, newest first, filtered like cc-backend's getJobs."""
+    def list_jobs(request: Request) -> JSON | ChunkedAnswer:
+        """A page of jobs, newest first, filtered like cc-backend's getJobs (large pages are streamed)."""
         reject_unknown_params(request, LIST_PARAMS)
         flt, page, per_page, with_meta = _list_arguments(request)
-        with services_of(request).reader.connect() as conn:
-            rows = queries.list_jobs(conn, flt, page, per_page)
-            tags = queries.tags_of(conn, queries.job_ids_of(rows))
-        jobs = [job_json(r, tags.get(int(r["id"])), with_metadata=with_meta) for r in rows]
-        return JSON({"jobs": jobs, "items": len(jobs), "page": page})
+        return job_page(services_of(request).reader, flt, page, per_page, with_meta)
 
     @router.get("/api/jobs/metrics/{db_id}")
-    async def job_metrics(db_id: str, request: Request) -> JSON:
+    def job_metrics(db_id: str, request: Request) -> JSON | ChunkedAnswer:
         """Selected metrics (`metric`, repeatable) at selected scopes (`scope`), cc-backend's shape."""
         reject_unknown_params(request, {"metric", "scope"})
         services = services_of(request)
@@ -113,35 +115,49 @@ def build_router(api_auth: Any) -> APIRouter:
         metrics = request.query_params.getlist("metric") or None
         scopes = request.query_params.getlist("scope") or ["node"]
         try:
-            data = jobdata.load(services, row, metrics, scopes)
+            entries = jobdata.named_metrics(services, row, metrics, scopes, services.settings.reads.max_job_points)
+            first = next(entries, None)  # the first load happens here: a failing source is answered below
         except ApiError as exc:
             if exc.status == 400:
                 raise
             return JSON({"data": None, "error": {"message": exc.message}})
-        return JSON({"data": {"jobMetrics": jobdata.with_names(data)}, "error": None})
+        rest = entries if first is None else itertools.chain([first], entries)
+        return ChunkedAnswer(json_array(b'{"data":{"jobMetrics":[', rest, b']},"error":null}', jobdata.dumps))
 
     @router.get("/api/jobs/{db_id}")
-    async def get_job(db_id: str, request: Request) -> JSON:
+    def get_job(db_id: str, request: Request) -> JSON | ChunkedAnswer:
         """A job's metadata by database id; with `all-metrics=true` all its metrics at node scope."""
         reject_unknown_params(request, {"all-metrics"})
         all_metrics = parse_bool(request.query_params.get("all-metrics"), "all-metrics")
         services = services_of(request)
         row = job_by_id(services, parse_int(db_id, "job id"))
-        data = jobdata.with_names(jobdata.load(services, row, None, ["node"])) if all_metrics else None
-        return JSON({"meta": full_job_json(services, row), "data": data})
+        if not all_metrics:
+            return JSON({"meta": full_job_json(services, row), "data": None})
+        return _job_with_metrics(services, row, None)
 
     @router.post("/api/jobs/{db_id}")
-    async def get_job_metrics(db_id: str, request: Request) -> JSON:
+    async def get_job_metrics(db_id: str, request: Request) -> Response:
         """A job's metadata by database id with the metrics named in the body (an array of names)."""
-        services = services_of(request)
-        row = job_by_id(services, parse_int(db_id, "job id"))
-        names = await json_body(request)
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ApiError(400, "parsing request body failed: expected an array of metric names")
-        data = jobdata.load(services, row, names, ["node"])
-        return JSON({"meta": full_job_json(services, row), "data": jobdata.with_names(data)})
+        raw = await request.body()  # on the loop; the rest in the read pool
+
+        def answer() -> ChunkedAnswer:
+            services = services_of(request)
+            row = job_by_id(services, parse_int(db_id, "job id"))
+            names = parse_json_body(raw)
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ApiError(400, "parsing request body failed: expected an array of metric names")
+            return _job_with_metrics(services, row, names)
+
+        return await read_pool(request).respond(answer)
 
     return router
+
+
+def _job_with_metrics(services: Services, row: RowMapping, names: list[str] | None) -> ChunkedAnswer:
+    """`{"meta": job, "data": [JobMetricWithName]}` at node scope, written metric by metric."""
+    entries = jobdata.named_metrics(services, row, names, ["node"], services.settings.reads.max_job_points)
+    head = b'{"meta":' + jobdata.dumps(full_job_json(services, row)) + b',"data":['
+    return ChunkedAnswer(json_array(head, entries, b"]}", jobdata.dumps))
 
 
 def _first(request: Request, key: str) -> str | None:

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from api.bootstrap import Services
 from api.errors import ApiError
+from api.readpool import ReadRoute
 from api.responses import JSON
 from api.routes.common import parse_int, reject_unknown_params, rejection, services_of
 from projections import node_queries
@@ -36,8 +37,8 @@ def _cluster(request: Request, services: Services) -> str:
 
 
 def build_router(api_auth: Any) -> APIRouter:
-    """The node-state routes, behind the `api` role."""
-    router = APIRouter(dependencies=[Depends(api_auth)])
+    """The node-state routes, behind the `api` role; the reads run in the read pool."""
+    router = APIRouter(dependencies=[Depends(api_auth)], route_class=ReadRoute)
 
     @router.post("/api/nodestate/", operation_id="update_node_states")
     @router.put("/api/nodestate/", operation_id="update_node_states_put")
@@ -58,7 +59,7 @@ def build_router(api_auth: Any) -> APIRouter:
         return Response(status_code=200)
 
     @router.get("/api/nodestate/")
-    async def current_node_states(request: Request) -> JSON:
+    def current_node_states(request: Request) -> JSON:
         """The newest reported state of every node of `cluster` (optionally one `subcluster`).
 
         Answers `{"items": [Node], "count": n}`, each Node as in cc-backend's GraphQL (`schedulerState`,
@@ -72,7 +73,7 @@ def build_router(api_auth: Any) -> APIRouter:
         return JSON({"items": items, "count": len(items)})
 
     @router.get("/api/nodestate/history")
-    async def node_state_history(request: Request) -> JSON:
+    def node_state_history(request: Request) -> JSON:
         """Node counts per state over time, as cc-backend's GraphQL `nodeStatesTimed`.
 
         `from`/`to` are unix seconds (default: the last 24 hours); `type` is `node` (scheduler state,

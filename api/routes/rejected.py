@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 
 from api.bootstrap import Services
 from api.errors import ApiError
+from api.readpool import ReadRoute
 from api.responses import JSON
 from api.routes.common import parse_int, reject_unknown_params, services_of
 from streams.deadletter import DeadLetterStore
@@ -22,11 +23,11 @@ def _store(services: Services) -> DeadLetterStore:
 
 
 def build_router(admin_auth: Any) -> APIRouter:
-    """Dead letters and NATS state, behind the `admin` role."""
-    router = APIRouter(dependencies=[Depends(admin_auth)])
+    """Dead letters and NATS state, behind the `admin` role; the reads run in the read pool."""
+    router = APIRouter(dependencies=[Depends(admin_auth)], route_class=ReadRoute)
 
     @router.get("/api/admin/rejected")
-    async def list_rejected(request: Request) -> JSON:
+    def list_rejected(request: Request) -> JSON:
         """Refused NATS messages, oldest first: `{"items": [...], "count": n, "counts": {status: {kind: n}}}`.
 
         `status` is `open` (default) or `resolved` or `all`; `limit` (default 100) and `offset` page.
@@ -46,7 +47,7 @@ def build_router(admin_auth: Any) -> APIRouter:
         return JSON({"items": items, "count": store.total(wanted), "counts": store.counts()})
 
     @router.get("/api/admin/rejected/{entry_id}")
-    async def get_rejected(entry_id: str, request: Request) -> JSON:
+    def get_rejected(entry_id: str, request: Request) -> JSON:
         """One refused message."""
         entry = _store(services_of(request)).get(parse_int(entry_id, "id"))
         if entry is None:
@@ -76,7 +77,7 @@ def build_router(admin_auth: Any) -> APIRouter:
         return JSON({"result": result, "entry": entry.to_json() if entry else None, "lines": lines})
 
     @router.get("/api/admin/nats")
-    async def nats_status(request: Request) -> JSON:
+    def nats_status(request: Request) -> JSON:
         """Connection state and per-subject counters (received, redelivered, applied, duplicate,
         rejected, failed) of the NATS intake; `{"configured": false}` without one."""
         services = services_of(request)

@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from api.errors import ApiError
 from api.jobjson import user_json
 from api.passwords import hash_password
+from api.readpool import ReadRoute
 from api.responses import JSON
 from api.routes.common import parse_bool, reject_unknown_params, services_of
 from projections import queries
@@ -20,11 +21,11 @@ ROLES = ("anonymous", "api", "user", "manager", "support", "admin")
 
 
 def build_router(admin_auth: Any) -> APIRouter:
-    """User management routes, behind the `admin` role."""
-    router = APIRouter(dependencies=[Depends(admin_auth)])
+    """User management routes, behind the `admin` role; the listing runs in the read pool."""
+    router = APIRouter(dependencies=[Depends(admin_auth)], route_class=ReadRoute)
 
     @router.get("/api/users/")
-    async def list_users(request: Request) -> JSON:
+    def list_users(request: Request) -> JSON:
         """All users; with `not-just-user=true` only those with more than the `user` role."""
         reject_unknown_params(request, {"not-just-user"})
         only_special = parse_bool(request.query_params.get("not-just-user"), "not-just-user")

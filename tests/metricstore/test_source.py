@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.metricstore_routes import build_metricstore_router
+from metricstore import http_source
 from metricstore.http_source import ExternalMetricStore, HttpMetricSource, MetricStoreHttpError
 from metricstore.jobdata import JobDataRequest, JobResource
 from metricstore.source import InProcessMetricSource, MetricSource
@@ -110,3 +113,25 @@ def test_endpoint_selection(cluster_docs: list[dict[str, Any]]) -> None:
     assert source.endpoint("alex").url == "http://any"
     with pytest.raises(LookupError):
         HttpMetricSource(eps[1:], cluster_docs).endpoint("alex")
+
+
+def test_http_source_pads_a_clamped_answer_back_to_the_job_start(store: MetricStore, served_store: str, keys: Keys,
+                                                                 cluster_docs: list[dict[str, Any]],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job that began before the oldest sample the store holds: ccstream's store answers from that
+    sample on (its `from` says so), and the series must still start at the job's start, as in-process."""
+    fill(store)
+    early = JobDataRequest(cluster="fritz", resources=(JobResource("f0649"),), start=FROM - 3 * 3600, stop=TO,
+                           metrics=("flops_any", "cpu_load", "mem_bw"), scopes=("node", "socket"), as_lists=False,
+                           exact_arrays=True)
+    expected = InProcessMetricSource(store).load_job_data(early)
+    assert len(expected["flops_any"]["node"]["series"][0]["data"]) > 3 * 60  # 3 h of leading gaps
+    monkeypatch.setattr(http_source, "HTTP_BATCH_POINTS", 1)  # one query per call: the answer in pieces
+    source = HttpMetricSource([ExternalMetricStore(scope="*", url=served_store, token=keys.token())], cluster_docs)
+    try:
+        got = source.load_job_data(early)
+    finally:
+        source.close()
+    dumps = functools.partial(orjson.dumps, option=orjson.OPT_SERIALIZE_NUMPY)
+    assert dumps(got) == dumps(expected)
+    assert source.job_points(early)["flops_any"] >= len(expected["flops_any"]["node"]["series"][0]["data"])

@@ -296,7 +296,8 @@ def build_services(settings: Settings, health: NodeHealth | None = None) -> Serv
     if isinstance(event_log, SQLiteEventLog):
         # The job database follows every commit in the log's writer thread (AgentRunner.apply_committed).
         event_log.on_commit(runner.apply_committed)
-    intake = JobIntake(event_log, clusters, settings.intake, parked_count=lambda: _parked_stops(reader))
+    intake = JobIntake(event_log, clusters, settings.intake, parked_count=lambda: _parked_stops(reader),
+                       user_exists=lambda name: users.lookup(name) is not None)
     auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
     services = Services(settings, event_log, clusters, writer, reader, projection, runner, intake, auth,
                         JobLookup(db_path))

@@ -80,9 +80,12 @@ class NatsMetricSubscriber:
 
     async def _run(self) -> None:
         self._client = client = await self._connect()
-        self.counters["connected"] = True
         for i, sub in enumerate(self.subscriptions):
             await client.subscribe(sub.subscribe_to, cb=self._callback(i))
+        # A round trip: once the server has answered it, it holds every subscription, so `connected`
+        # means messages published from now on arrive (a publisher racing the SUB would lose them).
+        await client.flush()
+        self.counters["connected"] = True
         log.info("metric store: subscribed to %s", ", ".join(s.subscribe_to for s in self.subscriptions))
         while True:
             with contextlib.suppress(TimeoutError):

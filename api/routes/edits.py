@@ -24,6 +24,7 @@ from api.routes.common import (
 from projections import queries
 from streams.events import Event, job_subject, new_event
 from streams.events.bounds import Name, NonEmptyName, NonNegativeInt64, Text, Timestamp
+from streams.ingest.tagscope import scope_error
 
 
 class _Strict(BaseModel):
@@ -167,6 +168,9 @@ async def _change_tags(request: Request, db_id: str, event_type: str) -> JSON:
     services = services_of(request)
     row = job_by_id(services, parse_int(db_id, "job id"))
     tags = (await model_body(request, TagList)).root
+    if event_type == "job.tag_added":
+        for t in tags:
+            _check_scope(services, t.scope or "global")
     events = [
         new_event(event_type, _subject(row), {"type": t.type, "name": t.name, "scope": t.scope or "global"},
                   source="rest:/api/jobs/tag_job/")
@@ -174,6 +178,13 @@ async def _change_tags(request: Request, db_id: str, event_type: str) -> JSON:
     ]
     await _record(services, events)
     return JSON(full_job_json(services, job_by_id(services, int(row["id"]))))
+
+
+def _check_scope(services: Services, scope: str) -> None:
+    """A scope naming nobody is refused before anything is written (streams.ingest.tagscope)."""
+    problem = scope_error(scope, services.intake.user_exists)
+    if problem is not None:
+        raise ApiError(400, problem)
 
 
 def _meta_event(row: RowMapping, edit: EditMeta) -> Event:

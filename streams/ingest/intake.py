@@ -29,6 +29,7 @@ from streams.ingest.requests import (
     parse_start,
     parse_stop,
 )
+from streams.ingest.tagscope import scope_error
 from streams.log import EventLog
 from streams.settings import IntakeSettings
 
@@ -68,12 +69,15 @@ class JobIntake:
     """Turns start/stop requests into job events, exactly once per distinct request."""
 
     def __init__(self, log: EventLog, clusters: Clusters, settings: IntakeSettings | None = None,
-                 parked_count: Callable[[], int] | None = None) -> None:
+                 parked_count: Callable[[], int] | None = None,
+                 user_exists: Callable[[str], bool] | None = None) -> None:
         self.log = log
         self.clusters = clusters
         self.settings = settings or IntakeSettings()
         #: How many stops wait for their start now (the read model's count; None: not bounded).
         self.parked_count = parked_count
+        #: Whether a user name exists: private tag scopes must name one (streams.ingest.tagscope).
+        self.user_exists = user_exists
         self._locks = KeyedLocks()
         self._in_flight = 0
 
@@ -160,6 +164,10 @@ class JobIntake:
         data["tags"] = [
             {"type": t.type, "name": t.name, "scope": t.scope or "global"} for t in (request.tags or [])
         ]
+        for tag in data["tags"]:
+            problem = scope_error(tag["scope"], self.user_exists)
+            if problem is not None:
+                raise Invalid(problem)
         data["resources"] = [
             {k: v for k, v in r.model_dump(mode="json").items() if v is not None} for r in request.resources
         ]

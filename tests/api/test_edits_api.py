@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import START, Tokens, assert_error, module_app, start_job
+from tests.api.conftest import START, Tokens, assert_error, job_body, module_app, start_job
 
 
 def tags_of(job: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -50,6 +50,31 @@ def test_tag_job_attaches_tags_and_answers_the_job(client, start, method) -> Non
     assert tags_of(job) == [("app", "gromacs", "global"), ("review", "slow", "admin")]
     assert all(isinstance(t["id"], int) for t in job["tags"])
     assert tags_of(get_job(http, tok, db_id)) == tags_of(job)
+
+
+def test_a_tag_private_to_an_existing_user_is_attached(client, start) -> None:
+    http, tok = client
+    db_id = start()
+    body = [{"type": "note", "name": "look", "scope": "alice"}]
+    response = http.post(f"/api/jobs/tag_job/{db_id}", json=body, headers=tok.headers())
+    assert response.status_code == 200, response.text
+    assert tags_of(response.json()) == [("note", "look", "alice")]
+
+
+def test_a_tag_scope_naming_nobody_is_refused_and_nothing_is_written(target) -> None:
+    http, tok, db_id = target
+    body = [{"type": "app", "name": "ok"}, {"type": "app", "name": "x", "scope": "nobody"}]
+    response = http.post(f"/api/jobs/tag_job/{db_id}", json=body, headers=tok.headers())
+    assert_error(response, 400, "tag scope 'nobody' is neither global, admin nor the name of an existing user")
+    assert_unchanged(target)
+
+
+def test_a_start_with_a_tag_scope_naming_nobody_is_refused(target) -> None:
+    http, tok, _db_id = target
+    job = job_body(jobId=4711, tags=[{"type": "app", "name": "x", "scope": "mallory"}])
+    response = http.post("/api/jobs/start_job/", json=job, headers=tok.headers())
+    assert_error(response, 400, "tag scope 'mallory' is neither global, admin nor the name of an existing user")
+    assert_unchanged(target)
 
 
 def test_tags_accumulate_and_are_attached_once(client, start) -> None:

@@ -98,8 +98,7 @@ async def publisher(url: str, mode: str) -> AsyncIterator[Callable[..., Any]]:
 
 async def wait_connected(services: Services) -> None:
     assert services.nats is not None
-    await until(lambda: services.nats is not None and services.nats.status.state == "connected", what="connected")
-    await asyncio.sleep(0.2)  # subscriptions and pull consumers are set up right after connecting
+    await until(lambda: services.nats is not None and services.nats.status.subscribed, what="subscribed")
 
 
 @pytest.mark.parametrize("mode", MODES)

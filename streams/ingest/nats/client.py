@@ -83,6 +83,9 @@ class ConnectionStatus:
     connects: int = 0
     last_error: str | None = None
     server: str | None = None
+    #: Every subscription is registered on the server (core NATS) or every consumer bound (JetStream):
+    #: a message published from now on is received. `connected` alone does not promise that.
+    subscribed: bool = False
 
 
 _Work = tuple[bytes, list[Command | Refusal], Delivery, Callable[[bool], Awaitable[None]] | None]
@@ -243,14 +246,23 @@ class NatsIngest:
         shards: list[_Shards] = []
         loops: list[asyncio.Task[None]] = []
         try:
+            subjects = self.options.subjects()
             if self.options.mode == "jetstream":
                 js = nc.jetstream()
                 await self._ensure_stream(js)
-                for channel, subject, workers in self.options.subjects():
-                    loops.append(asyncio.create_task(self._pull(nc, js, channel, subject, workers, shards)))
+                bound: list[str] = []
+
+                async def on_bound(subject: str) -> None:
+                    bound.append(subject)
+                    if len(bound) == len(subjects):
+                        await self._confirm_subscribed(nc)
+
+                for channel, subject, workers in subjects:
+                    loops.append(asyncio.create_task(self._pull(nc, js, channel, subject, workers, shards, on_bound)))
             else:
-                for channel, subject, workers in self.options.subjects():
+                for channel, subject, workers in subjects:
                     await self._subscribe_core(nc, channel, subject, workers, shards)
+                await self._confirm_subscribed(nc)
             lost = asyncio.create_task(self._lost.wait())
             done, _ = await asyncio.wait([lost, *loops], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -258,6 +270,7 @@ class NatsIngest:
                     raise task.exception()  # type: ignore[misc]
             lost.cancel()
         finally:
+            self.status.subscribed = False
             for task in loops:
                 task.cancel()
             for shard in shards:
@@ -333,15 +346,21 @@ class NatsIngest:
             log.info("NATS: created durable consumer %s on %s (%s)", durable, o.stream, subject)
         return durable
 
+    async def _confirm_subscribed(self, nc: Client) -> None:
+        """A round trip to the server, after which it holds every subscription made before it."""
+        await nc.flush()
+        self.status.subscribed = True
+
     async def _pull(
         self, nc: Client, js: JetStreamContext, channel: Channel, subject: str, workers: int,
-        shards: list[_Shards],
+        shards: list[_Shards], on_bound: Callable[[str], Awaitable[None]],
     ) -> None:
         o = self.options
         counters = self.counters[subject]
         durable = await self._ensure_consumer(js, channel, subject)
         await self._watch_max_deliveries(nc, js, channel, durable)
         psub = await js.pull_subscribe_bind(durable=durable, stream=o.stream)
+        await on_bound(subject)
         in_flight = asyncio.Semaphore(max(1, o.max_ack_pending))
 
         async def handle(work: _Work) -> None:

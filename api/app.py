@@ -17,6 +17,7 @@ from api.readpool import ReadPool
 from api.responses import JSON
 from api.routes import admin, clusters, edits, jobs, nodes, rejected, users
 from api.scheduler import start_maintenance, stop_maintenance
+from api.swagger import install_swagger_ui
 
 
 class _App(FastAPI):
@@ -36,6 +37,10 @@ class _App(FastAPI):
             return stack
         routes, authenticate = self.direct
         return DirectDispatch(stack, routes=routes, authenticate=authenticate)
+
+
+#: Where `--dev` serves the OpenAPI document (the UI is at api.swagger.PAGE).
+OPENAPI_URL = "/swagger/openapi.json"
 
 
 def create_app(services: Services, *, dev: bool = False) -> FastAPI:
@@ -60,10 +65,12 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
         description="ClusterCockpit-compatible job API of ccstream.",
         default_response_class=JSON,
         lifespan=lifespan,
-        docs_url="/swagger/" if dev else None,
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/swagger/openapi.json" if dev else None,
+        openapi_url=OPENAPI_URL if dev else None,
     )
+    if dev:
+        install_swagger_ui(app, OPENAPI_URL)
     app.state.services = services
     # Every read route runs its work here, off the loop that answers start/stop and NATS (api.readpool).
     app.state.read_pool = reads = ReadPool(services.settings.reads, give_way_to=services.intake.busy)

@@ -259,7 +259,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if authenticator is None:
         raise CliError("the demo needs JWT keys: run `ccstream init`")
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
-    server = uvicorn.Server(uvicorn.Config(create_app(services), host=host or "127.0.0.1", port=int(port),
+    server = uvicorn.Server(uvicorn.Config(create_app(services, dev=args.dev), host=host or "127.0.0.1", port=int(port),
                                            log_level=args.log_level, access_log=False, proxy_headers=False,
                                            http=GatheringHttpProtocol, timeout_graceful_shutdown=SHUTDOWN_GRACE))
     token = authenticator.issue(DEMO_USER, ["api"])
@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--addr", default=None, help="host:port, overrides main.addr")
     p.add_argument("--days", type=float, default=3.0, help="days of finished jobs to backfill on first run")
     p.add_argument("--seed", type=int, default=1, help="random seed of history and live clusters")
+    p.add_argument("--dev", action="store_true", help="serve the OpenAPI UI at /swagger/")
     p = add("import-archive", cmd_import_archive, "Import an existing job archive into the event log.")
     p.add_argument("source", nargs="?", metavar="PATH|s3://BUCKET/PREFIX",
                    help="archive directory, s3:// location or SQLite archive file (default: the configured archive)")

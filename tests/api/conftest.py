@@ -169,10 +169,11 @@ class AppFactory:
         self._open: list[TestClient] = []
 
     def __call__(
-        self, config: dict[str, Any] | None = None, *, client_addr: tuple[str, int] = ("testclient", 50000)
+        self, config: dict[str, Any] | None = None, *, client_addr: tuple[str, int] = ("testclient", 50000),
+        dev: bool = False,
     ) -> TestClient:
         """An app from config.json-shaped overrides (deep-merged over the defaults); `client_addr` is the
-        peer address the app sees (TestClient's default host is "testclient")."""
+        peer address the app sees (TestClient's default host is "testclient"); `dev` as `serve --dev`."""
         base = {
             "main": {"db": str(self._tmp_path / "job.db")},
             "archive": {"kind": "file", "path": str(self._archive_root)},
@@ -182,7 +183,7 @@ class AppFactory:
             "archiver": {"state-path": str(self._tmp_path / "agents.db")},
         }
         settings = Settings.model_validate(_deep_merge(base, config or {}))
-        client = TestClient(create_app(build_services(settings)), client=client_addr)
+        client = TestClient(create_app(build_services(settings), dev=dev), client=client_addr)
         client.__enter__()
         self._open.append(client)
         add_accounts(client.app.state.services)  # type: ignore[attr-defined]

@@ -25,8 +25,10 @@ def job_json(
     *,
     with_metadata: bool = True,
     now: float | None = None,
+    statistics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The job's JSON; a running job's duration counts up to now, as cc-backend reports it."""
+    """The job's JSON; a running job's duration counts up to now, as cc-backend reports it; `statistics`
+    are an archived job's (cc-backend reads them from the archive's meta.json, ccstream from the read model)."""
     duration = int(row["duration"])
     if row["job_state"] == "running":
         duration = max(int((now or time.time()) - row["start_time"]), 0)
@@ -60,7 +62,7 @@ def job_json(
         out["numAcc"] = row["num_acc"]
     out["numHwthreads"] = row["num_hwthreads"] or 0
     out["numNodes"] = row["num_nodes"]
-    out["statistics"] = None
+    out["statistics"] = statistics
     out["id"] = row["id"]
     out["submitTime"] = row["submit_time"]
     out["startTime"] = row["start_time"]

@@ -37,8 +37,10 @@ def job_page(reader: Engine, flt: queries.JobFilter, page: int, per_page: int, w
 
 
 def _jobs(conn: Connection, rows: list[RowMapping], with_meta: bool) -> list[dict[str, Any]]:
-    tags = queries.tags_of(conn, queries.job_ids_of(rows))
-    return [job_json(r, tags.get(int(r["id"])), with_metadata=with_meta) for r in rows]
+    ids = queries.job_ids_of(rows)
+    tags, statistics = queries.tags_of(conn, ids), queries.statistics_of(conn, ids)
+    return [job_json(r, tags.get(int(r["id"])), with_metadata=with_meta, statistics=statistics.get(int(r["id"])))
+            for r in rows]
 
 
 def _batched(reader: Engine, flt: queries.JobFilter, page: int, per_page: int, with_meta: bool) -> Iterator[bytes]:

@@ -72,6 +72,19 @@ _STOP_JOB_SQL = f"UPDATE job SET job_state = ?, duration = ? WHERE {JOB_KEY_SQL}
 _ARCHIVED_SQL = (
     f"UPDATE job SET monitoring_status = 3, footprint = ?, energy_footprint = ?, energy = ? WHERE {JOB_KEY_SQL}"
 )
+#: An archived job's statistics, kept only while its row exists (parameters: the key, the JSON, the key).
+STATISTICS_SQL = (
+    "INSERT INTO ccstream_job_statistics (cluster, job_id, start_time, statistics)"
+    f" SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM job WHERE {JOB_KEY_SQL})"
+    " ON CONFLICT (cluster, job_id, start_time) DO UPDATE SET statistics = excluded.statistics"
+)
+_DROP_STATISTICS_SQL = f"DELETE FROM ccstream_job_statistics WHERE {JOB_KEY_SQL}"
+
+
+def statistics_parameters(subject: str, statistics: dict[str, Any]) -> tuple[Any, ...]:
+    """STATISTICS_SQL's parameters for a job subject."""
+    key = parse_job_subject(subject)
+    return (*key, orjson.dumps(statistics).decode(), *key)
 
 
 @cache
@@ -233,6 +246,7 @@ def record_job_deletion(conn: Connection, event: Event) -> None:
         return
     conn.execute(delete(schema.jobtag).where(schema.jobtag.c.job_id == job_id))
     conn.execute(delete(schema.job).where(schema.job.c.id == job_id))
+    conn.exec_driver_sql(_DROP_STATISTICS_SQL, parse_job_subject(event.subject))
 
 
 def record_archived(conn: Connection, event: Event) -> None:
@@ -241,6 +255,10 @@ def record_archived(conn: Connection, event: Event) -> None:
         _json_or_none(d.get("footprint") or None), _json_or_none(d.get("energyFootprint") or None),
         d.get("energy") or 0.0, *parse_job_subject(event.subject),
     ))
+    if d.get("statistics"):
+        conn.exec_driver_sql(STATISTICS_SQL, statistics_parameters(event.subject, d["statistics"]))
+    else:
+        conn.exec_driver_sql(_DROP_STATISTICS_SQL, parse_job_subject(event.subject))
 
 
 def record_archiving_failed(conn: Connection, event: Event) -> None:

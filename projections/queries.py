@@ -77,6 +77,20 @@ def list_jobs(conn: Connection, flt: JobFilter, page: int, per_page: int) -> lis
     return list(conn.execute(stmt).mappings())
 
 
+def statistics_of(conn: Connection, job_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The archived statistics of several jobs at once: {job db id: meta.json's `statistics`}; jobs not
+    archived (monitoring status 3) have none, as cc-backend answers them."""
+    if not job_ids:
+        return {}
+    j, s = schema.job, schema.job_statistics
+    stmt = (
+        select(j.c.id, s.c.statistics)
+        .join(s, (s.c.cluster == j.c.cluster) & (s.c.job_id == j.c.job_id) & (s.c.start_time == j.c.start_time))
+        .where(j.c.id.in_(list(job_ids)), j.c.monitoring_status == 3)
+    )
+    return {int(job_id): orjson.loads(raw) for job_id, raw in conn.execute(stmt)}
+
+
 def tags_of(conn: Connection, job_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
     """Tags of several jobs at once: {job db id: [{id, type, name, scope}]}."""
     if not job_ids:

@@ -128,6 +128,13 @@ CREATE TABLE IF NOT EXISTS ccstream_parked_stop (
     stop_time BIGINT NOT NULL,
     received_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ccstream_job_statistics (
+    cluster TEXT NOT NULL,
+    job_id BIGINT NOT NULL,
+    start_time BIGINT NOT NULL,
+    statistics TEXT NOT NULL,
+    PRIMARY KEY (cluster, job_id, start_time)
+);
 CREATE INDEX IF NOT EXISTS jobs_starttime ON job (start_time);
 CREATE INDEX IF NOT EXISTS jobs_cluster_starttime_duration ON job (cluster, start_time, duration);
 CREATE INDEX IF NOT EXISTS jobs_cluster_duration_starttime ON job (cluster, duration, start_time);
@@ -256,6 +263,17 @@ checkpoint = Table(
     "ccstream_checkpoint", metadata,
     Column("name", Text, primary_key=True),
     Column("position", Integer, nullable=False),
+)
+
+#: ccstream's own: the per-metric statistics of archived jobs (meta.json's `statistics`, from
+#: `job.archived`), which the job endpoints answer without reading the archive; by the job's natural key,
+#: so a bulk rebuild can write them before the job rows have their ids.
+job_statistics = Table(
+    "ccstream_job_statistics", metadata,
+    Column("cluster", Text, primary_key=True),
+    Column("job_id", BigInteger, primary_key=True),
+    Column("start_time", BigInteger, primary_key=True),
+    Column("statistics", Text, nullable=False),
 )
 
 parked_stop = Table(

@@ -148,6 +148,8 @@ class JobDatabaseBulkLoader:
         #: The start events of held rows that keep an imported id, should that id be taken (quarantined then).
         self._id_starts: dict[JobKey, tuple[int, Callable[[int], StoredEvent]]] = {}
         self._folded: dict[JobKey, list[Folded]] = {}
+        #: STATISTICS_SQL parameters of held rows' `job.archived`: written once their rows are.
+        self._held_statistics: dict[JobKey, tuple[Any, ...]] = {}
         self._stops: list[tuple[Any, ...]] = []
         self._unparks: list[tuple[Any, ...]] = []
         self._conn: Connection | None = None
@@ -266,6 +268,8 @@ class JobDatabaseBulkLoader:
             job = _held_key(subject, self._held)
             if job is not None:
                 self._held[job] = _EDITS[raw[1]](self._held[job], data)
+                if raw[1] == "job.archived":
+                    self._hold_statistics(job, subject, data)
                 self._folded.setdefault(job, []).append((raw[0], fetch))
                 return
             # Not held: the job's row is in the file, or nowhere, and the handler finds it there.
@@ -295,6 +299,13 @@ class JobDatabaseBulkLoader:
                 quarantine.put(self._raw.execute, self.name, event, f"{type(exc).__name__}: {exc}", 1, 0.0)
             conn.exec_driver_sql("RELEASE bulk_handler")
 
+    def _hold_statistics(self, job: JobKey, subject: str, data: dict[str, Any]) -> None:
+        """`record_archived`'s statistics of a held row, kept until the row is written."""
+        if data.get("statistics"):
+            self._held_statistics[job] = jobs.statistics_parameters(subject, data["statistics"])
+        else:
+            self._held_statistics.pop(job, None)
+
     def _write_updates(self) -> None:
         """Run the collected stops of jobs not held, and their deletions of parked stops."""
         if self._stops:
@@ -318,6 +329,9 @@ class JobDatabaseBulkLoader:
                 break
         if keys:
             self._insert(keys, rows, {key: folded.pop(key) for key in keys if key in folded})
+            statistics = [self._held_statistics.pop(key) for key in keys if key in self._held_statistics]
+            if statistics:
+                self._raw.executemany(jobs.STATISTICS_SQL, statistics)
             if self._id_starts:
                 for key in keys:
                     self._id_starts.pop(key, None)

@@ -78,6 +78,7 @@ JOBDB_TABLES: Mapping[str, TableSpec] = {
     ),
     "ccstream_checkpoint": TableSpec(key=("name",)),
     "ccstream_parked_stop": TableSpec(key=("event_id",)),
+    "ccstream_job_statistics": TableSpec(key=("cluster", "job_id", "start_time"), json=frozenset({"statistics"})),
     # What the projection skipped: a rebuild quarantines the same events, after its own number of tries.
     "ccstream_quarantine": TableSpec(key=("agent", "position"), exclude=VOLATILE | {"attempts", "quarantined_at"}),
 }

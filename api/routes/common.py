@@ -101,10 +101,12 @@ def job_by_subject(services: Services, subject: str) -> RowMapping | None:
 
 
 def full_job_json(services: Services, row: RowMapping) -> dict[str, Any]:
-    """A job with its tags, as the job endpoints answer."""
+    """A job with its tags and, once archived, its statistics, as the job endpoints answer."""
+    db_id = int(row["id"])
     with services.reader.connect() as conn:
-        tags = queries.tags_of(conn, [int(row["id"])]).get(int(row["id"]))
-    return job_json(row, tags)
+        tags = queries.tags_of(conn, [db_id]).get(db_id)
+        statistics = queries.statistics_of(conn, [db_id]).get(db_id)
+    return job_json(row, tags, statistics=statistics)
 
 
 async def rejection(services: Services, exc: Rejected) -> ApiError:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from streams.events import job_subject, new_event
 from tests.api.conftest import EXAMPLES, START, Tokens, assert_error, example_bytes, module_app, start_job
 
 START_PATH = "/api/jobs/start_job/"
@@ -735,3 +736,32 @@ def test_concurrent_conflicting_starts_admit_exactly_one(client, job_payload) ->
     [winner] = [r.json()["id"] for r in responses if r.status_code == 201]
     assert all(f"dbid: {winner}" in r.json()["error"] for r in responses if r.status_code == 422)
     assert len(http.get("/api/jobs/", headers=tok.headers()).json()["jobs"]) == 1
+
+
+# ---------------------------------------------------------------- archived statistics
+
+ARCHIVED_STATS = {"cpu_load": {"unit": {"base": ""}, "avg": 1.5, "min": 0.5, "max": 2.0},
+                  "mem_used": {"unit": {"base": "B", "prefix": "G"}, "avg": 40.0, "min": 10.0, "max": 64.0}}
+
+
+def test_archived_jobs_answer_their_statistics_from_the_read_model(make_client, tokens) -> None:
+    """cc-backend fills `statistics` of archived jobs from meta.json; ccstream keeps them from `job.archived`
+    (here written by the test, with the archiver off: no archive file exists to read them from)."""
+    http, tok = make_client({"archiver": {"enabled": False}}), tokens
+    services = http.app.state.services
+    archived, running = start_job(http, tok, jobId=501), start_job(http, tok, jobId=502)
+    stopped = http.post("/api/jobs/stop_job/", json={"jobId": 501, "cluster": "fritz", "startTime": START,
+                                                     "jobState": "completed", "stopTime": START + 600},
+                        headers=tok.headers())
+    assert stopped.status_code == 200, stopped.text
+    services.log.append([new_event("job.archived", job_subject("fritz", 501, START),
+                                   {"statistics": ARCHIVED_STATS, "location": "fritz/501"}, source="test")])
+    assert services.runner.wait_for(services.log.head(), timeout=60)
+    assert services.archive is None or not services.archive.exists("fritz", 501, START)
+    one = http.get(f"/api/jobs/{archived}", headers=tok.headers()).json()["meta"]
+    assert (one["monitoringStatus"], one["statistics"]) == (3, ARCHIVED_STATS)
+    listed = {j["id"]: j["statistics"] for j in http.get("/api/jobs/", headers=tok.headers()).json()["jobs"]}
+    assert listed == {archived: ARCHIVED_STATS, running: None}
+    page = http.get("/api/jobs/", params={"items-per-page": 1000}, headers=tok.headers()).json()["jobs"]
+    assert {j["id"]: j["statistics"] for j in page} == listed  # the streamed page says the same
+    assert http.get(f"/api/jobs/{running}", headers=tok.headers()).json()["meta"]["statistics"] is None

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -56,6 +57,9 @@ EDITS: dict[str, list[tuple[str, dict[str, Any]]]] = {
 
 EDIT_FOLDS = {"job.metadata_updated": fold.metadata_updated, "job.archived": fold.archived,
               "job.archiving_failed": fold.archiving_failed}
+
+#: Per-metric statistics as a `job.archived` carries them (meta.json's shape).
+STATS = {"cpu_load": {"unit": {"base": ""}, "avg": 1.5, "min": 0.5, "max": 2.0}}
 
 
 def _stored(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
@@ -146,10 +150,11 @@ def _conflicts_and_orderings() -> list[Event]:
         # A second start of a job already written: ignored, but what follows applies to the stored row.
         start(1, user="intruder"), on(1, "job.stopped", stop),
         on(1, "job.metadata_updated", {"key": "k", "value": "v"}),
-        on(1, "job.archived", {"footprint": {"a": 1.0}, "energyFootprint": {}, "energy": 2.0}),
-        # An imported job whose id is taken: ignored, and its stop finds no row.
-        start(5, dbId=1), on(5, "job.stopped", stop),
+        on(1, "job.archived", {"footprint": {"a": 1.0}, "energyFootprint": {}, "energy": 2.0, "statistics": STATS}),
+        # An imported job whose id is taken: ignored, and its stop and statistics find no row.
+        start(5, dbId=1), on(5, "job.stopped", stop), on(5, "job.archived", {"statistics": STATS}),
         start(6, dbId=900), start(7),  # the next free id follows the imported one
+        on(6, "job.stopped", stop), on(6, "job.archived", {"statistics": STATS}),
         on(8, "job.stopped", stop), start(8),  # a stop before its start changes nothing
         on(9, "job.stopped", stop, start_time="*"), start(9),
         new_event("job.stop_parked", "job/fritz/10/*", {"cluster": "fritz", "jobId": 10, "jobState": "failed",
@@ -160,6 +165,9 @@ def _conflicts_and_orderings() -> list[Event]:
         start(13, tags=[{"type": "class", "name": "big"}]), on(12, "job.tag_removed", {"type": "app", "name": "vasp"}),
         on(4, "job.archiving_failed", {"reason": "x", "attempt": 3, "final": True}), on(2, "job.stopped", stop),
         on(3, "job.deleted", {"reason": "x"}), start(14), on(14, "job.stopped", stop),
+        # Statistics go with their job's deletion, and with a later archiving that has none.
+        on(13, "job.stopped", stop), on(13, "job.archived", {"statistics": STATS}), on(13, "job.deleted", {}),
+        on(14, "job.archived", {"statistics": STATS}), on(14, "job.archived", {"statistics": {}}),
     ]
 
 
@@ -184,6 +192,8 @@ def test_any_hold_and_page_size_give_the_live_database(
         first = conn.execute("SELECT hpc_user, job_state, meta_data FROM job WHERE job_id = 1").fetchone()
         assert first == ("user1", "failed", '{"jobName":"bulk-1","k":"v"}')
         assert conn.execute("SELECT COUNT(*) FROM ccstream_parked_stop").fetchone() == (0,)
+        stored = conn.execute("SELECT job_id, statistics FROM ccstream_job_statistics WHERE job_id < 100").fetchall()
+        assert [(job, orjson.loads(raw)) for job, raw in stored] == [(1, STATS), (6, STATS)]
 
 
 def test_small_holds_on_a_realistic_log(log: SQLiteEventLog, jobdb: ReadModel, tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from streams.nodelist import host_name_problem
+
 
 class LineError(ValueError):
     """A line that cannot be stored; `reason` is the counter it is booked under."""
@@ -79,7 +81,10 @@ def parse_series(series: str, default_cluster: str | None) -> SeriesKey:
     host = tags.get("hostname") or tags.get("host")
     if not host:
         raise LineError("missing_host", "missing 'hostname' (or 'host') tag")
-    return SeriesKey(check_name("cluster", cluster), check_name("hostname", host), _level(tags), metric)
+    problem = host_name_problem(check_name("hostname", host))
+    if problem is not None:
+        raise LineError("invalid_hostname", problem)
+    return SeriesKey(check_name("cluster", cluster), host, _level(tags), metric)
 
 
 def _split_tag(part: str) -> tuple[str, str, str]:

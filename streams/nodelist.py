@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 import hostlist
@@ -10,6 +11,24 @@ import hostlist
 # hostnames (FQDNs, site conventions) use them and nothing in the grammar makes them ambiguous.
 _LITERAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
 _DIGITS = frozenset("0123456789")
+
+
+
+def host_name_problem(host: str) -> str | None:
+    """Why `host` is no host name, or None: the characters a nodelist can name, nothing else.
+
+    A full-width f (U+FF46) or a Cyrillic a (U+0430) in a host name looks like the real node on every
+    screen, but matches no nodelist and no metric series: it would make a job or a series no view can
+    find. The message names the character, so the sender can see what it cannot see on screen."""
+    if host and _LITERAL_CHARS.issuperset(host):
+        return None
+    if not host:
+        return "empty host name"
+    char = next(c for c in host if c not in _LITERAL_CHARS)
+    name = unicodedata.name(char, "")
+    return (f"host name {host!r} contains {char!r} (U+{ord(char):04X}{' ' + name if name else ''}); "
+            "host names are ASCII letters, digits, '-', '_' and '.'")
+
 
 WILDCARD = "*"
 DEFAULT_EXPAND_LIMIT = hostlist.MAX_SIZE

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints
 
+from streams.nodelist import host_name_problem
+
 #: SQLite's INTEGER is a signed 64-bit number, as are cc-backend's BIGINT columns.
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -53,6 +55,17 @@ Name = Annotated[str, StringConstraints(max_length=NAME_MAX), AfterValidator(_no
 NonEmptyName = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX),
                          AfterValidator(_no_control_characters)]
 Text = Annotated[str, StringConstraints(max_length=TEXT_MAX)]
+
+
+def _host_name(value: str) -> str:
+    problem = host_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: A node's name as a scheduler or collector sends it (streams.nodelist.host_name_problem).
+HostName = Annotated[str, StringConstraints(max_length=NAME_MAX), AfterValidator(_host_name)]
 
 
 def check_json_value(value: Any, depth: int = 0) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from streams.events import new_event
-from streams.events.bounds import Count, Name, NonEmptyName, NonNegativeInt64
+from streams.events.bounds import Count, HostName, Name, NonNegativeInt64
 from streams.events.payloads import MonitoringState, NodeStatesReportedV1, SchedulerState
 from streams.ingest.outcomes import Accepted, Invalid
 from streams.ingest.requests import InvalidRequest, check_payload, describe
@@ -92,7 +92,7 @@ class _Strict(BaseModel):
 class NodeIn(_Strict):
     """cc-lib's `schema.NodePayload`."""
 
-    hostname: NonEmptyName
+    hostname: HostName
     states: list[Name] | None = None
     cpusAllocated: Count = 0
     memoryAllocated: NonNegativeInt64 = 0

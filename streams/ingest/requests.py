@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from streams.events.bounds import (
     Count,
     FiniteFloat,
+    HostName,
     Int64,
     JsonObject,
     Name,
@@ -33,7 +34,7 @@ def normalise_job_state(value: object) -> object:
 class ResourceIn(_Strict):
     """One node of a job as the scheduler reports it."""
 
-    hostname: NonEmptyName
+    hostname: HostName
     hwthreads: list[Count] | None = None
     # Free text from the scheduler (cc-slurm-adapter takes them from the job's comment): bounded, not refused.
     accelerators: list[Text] | None = None

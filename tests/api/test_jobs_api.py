@@ -765,3 +765,23 @@ def test_archived_jobs_answer_their_statistics_from_the_read_model(make_client, 
     page = http.get("/api/jobs/", params={"items-per-page": 1000}, headers=tok.headers()).json()["jobs"]
     assert {j["id"]: j["statistics"] for j in page} == listed  # the streamed page says the same
     assert http.get(f"/api/jobs/{running}", headers=tok.headers()).json()["meta"]["statistics"] is None
+
+
+FULLWIDTH_HOST = "\uff46\uff10\uff11\uff10\uff11"  # looks like f0101
+
+
+def test_a_start_on_a_confusable_host_name_is_refused_with_the_character_named(client, job_payload) -> None:
+    http, tok = client
+    body = job_payload(resources=[{"hostname": FULLWIDTH_HOST}])
+    response = http.post("/api/jobs/start_job/", json=body, headers=tok.headers())
+    assert_error(response, 400, "U+FF46 FULLWIDTH LATIN SMALL LETTER F",
+                 "host names are ASCII letters, digits, '-', '_' and '.'")
+    assert http.get("/api/jobs/", headers=tok.headers()).json()["jobs"] == []
+
+
+def test_a_node_state_of_a_confusable_host_name_is_refused(client) -> None:
+    http, tok = client
+    body = {"cluster": "fritz", "nodes": [{"hostname": FULLWIDTH_HOST, "states": ["idle"], "cpusAllocated": 0,
+                                           "memoryAllocated": 0, "gpusAllocated": 0, "jobsRunning": 0}]}
+    response = http.post("/api/nodestate/", json=body, headers=tok.headers())
+    assert_error(response, 400, "U+FF46 FULLWIDTH LATIN SMALL LETTER F")

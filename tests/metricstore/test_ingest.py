@@ -127,7 +127,22 @@ def test_late_and_repeated_samples_go_to_their_slot(store: MetricStore) -> None:
 
 
 def test_escaped_tags_and_comments(store: MetricStore) -> None:
-    body = b"# a comment\n\ncpu_load,cluster=fritz,hostname=my\\ host,extra=a\\,b value=5 1675954380\n"
+    body = b"# a comment\n\ncpu_load,cluster=fritz,hostname=f0101,extra=a\\,b,note=x\\ y\\=z value=5 1675954380\n"
     report = store.ingest_lines(body)
     assert report.errors == [] and report.accepted == 1
-    assert value_at(store, "fritz", "my host", "cpu_load", "", T0) == 5.0
+    assert value_at(store, "fritz", "f0101", "cpu_load", "", T0) == 5.0
+
+
+@pytest.mark.parametrize(("host", "shown"), [
+    ("\uff46\uff10\uff11\uff10\uff11", "'\uff46' (U+FF46 FULLWIDTH LATIN SMALL LETTER F)"),
+    ("f01\u043001", "'\u0430' (U+0430 CYRILLIC SMALL LETTER A)"),
+    ("my\\ host", "' ' (U+0020 SPACE)"),
+])
+def test_confusable_host_names_are_refused_with_the_character_named(store: MetricStore, host: str,
+                                                                    shown: str) -> None:
+    body = (f"cpu_load,cluster=fritz,hostname={host} value=5 1675954380\n"
+            "cpu_load,cluster=fritz,hostname=f0102 value=6 1675954380\n")
+    report = store.ingest_lines(body.encode())
+    [(line, reason, message)] = report.errors
+    assert (line, reason, report.accepted) == (1, "invalid_hostname", 1)
+    assert shown in message and "host names are ASCII letters, digits, '-', '_' and '.'" in message

@@ -14,6 +14,7 @@ from api.cli_common import CliError, catch_up, cli_settings
 from api.config import Settings
 
 if TYPE_CHECKING:
+    from archive.backends import ArchiveBackend
     from archive.imports.report import ImportReport
     from archive.maintenance import MaintenanceReport
     from streams.log import EventLog
@@ -131,7 +132,9 @@ def cmd_import_archive(args: argparse.Namespace) -> None:
 
     settings = cli_settings(args)
     try:
-        backend = open_location(args.source, settings.archive) if args.source else open_archive(settings.archive)
+        configured = open_archive(settings.archive)
+        backend = open_location(args.source, settings.archive) if args.source else configured
+        copy_to = _copy_target(backend, configured)
     except (ArchiveError, InvalidName) as exc:
         raise CliError(str(exc)) from None
     log = _import_log(settings)
@@ -139,13 +142,29 @@ def cmd_import_archive(args: argparse.Namespace) -> None:
         show = sys.stderr.isatty() and not args.no_progress
         total = sum(1 for _ in backend.iter_keys()) if show else None
         with progress_bar(f"importing {backend!r}", total, enabled=show) as advance:
-            report = import_archive(backend, log, batch_size=args.batch, progress=advance)
+            report = import_archive(backend, log, batch_size=args.batch, progress=advance, copy_to=copy_to)
     except (ArchiveError, InvalidName) as exc:
         raise CliError(str(exc)) from None
     finally:
         log.close()
         backend.close()
+        if configured is not backend:
+            configured.close()
     _finish_import(report, args)
+
+
+def _copy_target(source: ArchiveBackend, configured: ArchiveBackend) -> ArchiveBackend | None:
+    """The configured archive when the jobs must be copied into it, None when `source` is that archive.
+
+    The server reads job data only from the configured archive; when it cannot take the copies the
+    import is refused here, before any event is appended.
+    """
+    from archive.imports.copy import check_writable, same_archive
+
+    if source is configured or same_archive(source, configured):
+        return None
+    check_writable(configured)
+    return configured
 
 
 def cmd_import_db(args: argparse.Namespace) -> None:

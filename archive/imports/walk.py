@@ -19,6 +19,7 @@ from typing import Any
 
 from archive.backends.file import FileArchive
 from archive.backends.protocol import ArchiveBackend, ArchiveEntry, ArchiveError
+from archive.imports.copy import CLUSTERS_COPIED, COPIED, ArchiveCopier
 from archive.imports.filewalk import iter_file_entries
 from archive.imports.footprint import FootprintRules
 from archive.imports.report import ImportReport, append_jobs
@@ -71,9 +72,17 @@ def entries(backend: ArchiveBackend) -> Iterator[ArchiveEntry]:
 
 
 def job_events(
-    backend: ArchiveBackend, entry: ArchiveEntry, configs: MetricConfigs, report: ImportReport
+    backend: ArchiveBackend,
+    entry: ArchiveEntry,
+    configs: MetricConfigs,
+    report: ImportReport,
+    copier: ArchiveCopier | None = None,
 ) -> list[Event] | None:
-    """The events of one walked entry, or None (reported) when it cannot be imported."""
+    """The events of one walked entry, or None (reported) when it cannot be imported.
+
+    With a `copier` the job is first written into the configured archive: a job whose copy fails
+    is left out of the log, so no archived job lacks its data.
+    """
     if not entry.ok or entry.meta is None:
         report.error(entry.error or f"{entry.location}: unreadable")
         return None
@@ -84,6 +93,8 @@ def job_events(
             data = entry.data if entry.data is not None else backend.load_data(*entry.key)
         config = configs.get(str(meta.get("cluster")), str(meta.get("subCluster")))
         job = events_from_meta(meta, metric_config=config, data=data, location=entry.location, source=ARCHIVE_SOURCE)
+        if copier is not None and copier.copy_job(job.key, meta, data if data is not None else entry.data):
+            report.extra[COPIED] = report.extra.get(COPIED, 0) + 1
     except (ArchiveError, MetaError, InvalidName) as exc:
         report.error(f"{entry.location}: {exc}")
         return None
@@ -117,18 +128,28 @@ def import_archive(
     *,
     batch_size: int = 5000,
     progress: Progress | None = None,
+    copy_to: ArchiveBackend | None = None,
 ) -> ImportReport:
-    """Append every importable job of an archive to the log; running it again appends nothing new."""
+    """Append every importable job of an archive to the log; running it again appends nothing new.
+
+    `copy_to` is the configured archive when `backend` is another one: its jobs and missing cluster
+    files are copied there first (see archive.imports.copy), since the server reads data only from it.
+    """
     started = time.perf_counter()
     check_version(backend)
     report = ImportReport()
+    copier = ArchiveCopier(backend, copy_to) if copy_to is not None else None
+    if copier is not None:
+        clusters = copier.copy_clusters()
+        if clusters:
+            report.extra[CLUSTERS_COPIED] = clusters
     configs = MetricConfigs(backend, report)
     pending: Future[None] | None = None
     batch: list[list[Event]] = []
     with gc_paused(), ThreadPoolExecutor(1, thread_name_prefix="import-append") as appender:
         for entry in entries(backend):
             report.seen += 1
-            events = job_events(backend, entry, configs, report)
+            events = job_events(backend, entry, configs, report, copier)
             if events is not None:
                 batch.append(events)
             if len(batch) >= batch_size:

@@ -74,8 +74,10 @@ def test_import_archive_from_the_configured_archive_and_from_s3(
     remote.store_job(small_job(), small_data())
     other = tmp_path / "other"
     other.mkdir()
-    assert run(write_config(other, s3.settings("unused")), "import-archive", f"s3://{s3_bucket}") == 0
+    configured = s3.settings(s3.create_bucket())  # another bucket: the job is copied into it
+    assert run(write_config(other, configured), "import-archive", f"s3://{s3_bucket}") == 0
     assert "1 jobs: 1 imported" in capsys.readouterr().out
+    assert open_archive(configured).load_data("fritz", 398764, 1675954353) == small_data()
 
 
 @pytest.mark.parametrize("source", ["/nonexistent/archive", "s3://"])

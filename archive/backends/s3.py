@@ -55,6 +55,8 @@ class S3Archive:
         if not bucket:
             raise ArchiveError("S3 archive: no bucket configured (archive.bucket)")
         self.bucket = bucket
+        #: The configured endpoint ("" for AWS): with bucket and prefix, what names the archive's storage.
+        self.endpoint = endpoint
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.workers = workers
         self._rooted = False

@@ -33,9 +33,7 @@ def archive_identity(backend: ArchiveBackend) -> tuple[str, ...]:
     if isinstance(backend, SQLiteArchive):
         return ("sqlite", str(backend.path.resolve()))
     if backend.kind == "s3":  # not isinstance: importing the S3 backend loads boto3, for S3 archives only
-        client: Any = getattr(backend, "_client", None)
-        endpoint = str(client.meta.endpoint_url) if client is not None else ""
-        return ("s3", endpoint, str(getattr(backend, "bucket", "")), str(getattr(backend, "prefix", "")))
+        return ("s3", *(str(getattr(backend, name, "")) for name in ("endpoint", "bucket", "prefix")))
     return (backend.kind, repr(backend))
 
 

@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
 from api.bootstrap import Services
-from api.direct import Authenticate, DirectDispatch, Endpoint, direct_routes
+from api.direct import Authenticate, DirectDispatch, direct_routes
 from api.errors import install_error_handlers
 from api.metricstore_routes import build_metricstore_router
+from api.prometheus import AppMetrics, MetricsListener, MetricsMiddleware
+from api.prometheus import build_router as build_metrics_router
 from api.readpool import ReadPool
 from api.responses import JSON
 from api.routes import admin, clusters, edits, jobs, nodes, rejected, users
@@ -21,22 +24,28 @@ from api.swagger import install_swagger_ui
 
 
 class _App(FastAPI):
-    """FastAPI with a direct lane (api.direct) in front of its whole middleware stack.
+    """FastAPI with a direct lane (api.direct) in front of its whole middleware stack, and the metrics
+    middleware in front of both.
 
     In front, not among the user middlewares, which come after FastAPI's own outer layers (server
     error wrapper, telemetry, body limit): the lane's requests skip those too. It answers its own
-    errors, unexpected ones included, in cc-backend's shape, and limits its bodies itself.
+    errors, unexpected ones included, in cc-backend's shape, and limits its bodies itself. The metrics
+    middleware is outermost so that latency and refusals cover the lane as well as FastAPI's routes.
     """
 
-    #: (method, path) → endpoint, and the authentication they all pass; set before the app first serves.
-    direct: tuple[dict[tuple[str, str], Endpoint], Authenticate] | None = None
+    #: (method, path) → route, and the authentication they all pass; set before the app first serves.
+    direct: tuple[dict[tuple[str, str], APIRoute], Authenticate] | None = None
+    #: Request latency and refusals are counted here when set (`prometheus.enabled`).
+    metrics: AppMetrics | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        if self.direct is None:
-            return stack
-        routes, authenticate = self.direct
-        return DirectDispatch(stack, routes=routes, authenticate=authenticate)
+        if self.direct is not None:
+            routes, authenticate = self.direct
+            stack = DirectDispatch(stack, routes=routes, authenticate=authenticate)
+        if self.metrics is not None:
+            stack = MetricsMiddleware(stack, self.metrics)
+        return stack
 
 
 #: Where `--dev` serves the OpenAPI document (the UI is at api.swagger.PAGE).
@@ -52,7 +61,10 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
             services.start()
         await services.start_ingest()
         maintenance = start_maintenance(services)
+        listener = None if listen is None or metrics is None else MetricsListener.start(metrics, *listen)
         yield
+        if listener is not None:
+            await asyncio.to_thread(listener.stop)
         # Waits for a maintenance run in progress, off the event loop, before anything closes.
         await asyncio.to_thread(stop_maintenance, maintenance)
         await services.stop_ingest()
@@ -85,6 +97,12 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     app.include_router(admin.build_router(admin_auth))
     app.include_router(nodes.build_router(api_auth))
     app.include_router(rejected.build_router(admin_auth))
+    prometheus = services.settings.prometheus
+    metrics = AppMetrics(services, reads) if prometheus.enabled else None
+    listen = prometheus.address()
+    app.metrics = app.state.metrics = metrics
+    if metrics is not None and listen is None:
+        app.include_router(build_metrics_router(metrics, api_auth))
     if services.metric_store is not None:
         # cc-backend embeds cc-metric-store's API at the same paths, behind the `api` role like the job routes.
         app.include_router(build_metricstore_router(services.metric_store, api_auth, reads))

@@ -16,7 +16,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import Request
 
-from api.errors import ApiError
+from api.errors import Refusal
 from api.keys import encode_public_key, load_private_key, load_public_key
 
 
@@ -51,6 +51,18 @@ class Principal:
 
 ANONYMOUS = Principal("anonymous", ALL_ROLES)
 """Everyone, when `disable-authentication` is set: cc-backend then lets every request through."""
+
+class RefusalReason(StrEnum):
+    """Why a request was refused, as counted by `/metrics` (`ccstream_http_requests_refused_total`)."""
+
+    NO_TOKEN = "no_token"
+    BAD_TOKEN = "bad_token"
+    EXPIRED_TOKEN = "expired_token"
+    UNKNOWN_USER = "unknown_user"
+    WRONG_ROLE = "wrong_role"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    NOT_CONFIGURED = "auth_not_configured"
+
 
 UserLookup = Callable[[str], Principal | None]
 Clock = Callable[[], float]
@@ -250,7 +262,8 @@ class JWTAuthenticator:
             return principal
         known = self._user_lookup(principal.username)
         if known is None:
-            raise ApiError(401, f"unknown user {principal.username}: no such account (deleted?)")
+            raise Refusal(401, f"unknown user {principal.username}: no such account (deleted?)",
+                          RefusalReason.UNKNOWN_USER)
         if self._validate_user:
             return known
         return Principal(principal.username, principal.roles & known.roles, principal.projects)
@@ -266,11 +279,11 @@ class JWTAuthenticator:
                 options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_sub": False},
             )
         except jwt.InvalidSignatureError:
-            raise ApiError(401, "token signature is invalid") from None
+            raise Refusal(401, "token signature is invalid", RefusalReason.BAD_TOKEN) from None
         except jwt.DecodeError as exc:
-            raise ApiError(401, f"malformed token: {exc}") from None
+            raise Refusal(401, f"malformed token: {exc}", RefusalReason.BAD_TOKEN) from None
         except jwt.InvalidTokenError as exc:
-            raise ApiError(401, f"invalid token: {exc}") from None
+            raise Refusal(401, f"invalid token: {exc}", RefusalReason.BAD_TOKEN) from None
         return claims
 
 
@@ -287,18 +300,19 @@ def _require_eddsa(token: str) -> None:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.DecodeError as exc:
-        raise ApiError(401, f"malformed token: {exc}") from None
+        raise Refusal(401, f"malformed token: {exc}", RefusalReason.BAD_TOKEN) from None
     alg = header.get("alg")
     if alg != "EdDSA":
-        raise ApiError(401, f"token algorithm {alg!r} is not accepted: only EdDSA (Ed25519) tokens are")
+        raise Refusal(401, f"token algorithm {alg!r} is not accepted: only EdDSA (Ed25519) tokens are",
+                      RefusalReason.BAD_TOKEN)
 
 
 def _subject(claims: Mapping[str, Any]) -> str:
     if "sub" not in claims:
-        raise ApiError(401, "token has no sub claim")
+        raise Refusal(401, "token has no sub claim", RefusalReason.BAD_TOKEN)
     sub = claims["sub"]
     if not isinstance(sub, str) or not sub:
-        raise ApiError(401, "token claim sub must be a non-empty string")
+        raise Refusal(401, "token claim sub must be a non-empty string", RefusalReason.BAD_TOKEN)
     return sub
 
 
@@ -306,7 +320,7 @@ def _string_list(claims: Mapping[str, Any], name: str) -> list[str]:
     """A list-of-strings claim; absent means empty (cc-backend's own tokens may carry no projects)."""
     value = claims.get(name, [])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ApiError(401, f"token claim {name} must be a list of strings")
+        raise Refusal(401, f"token claim {name} must be a list of strings", RefusalReason.BAD_TOKEN)
     return value
 
 
@@ -318,12 +332,13 @@ def _check_validity_period(claims: Mapping[str, Any], now: float) -> None:
     """
     exp = _numeric_date(claims, "exp")
     if exp is None:
-        raise ApiError(401, "token has no expiry (claim exp): issue a new one with `ccstream jwt USER`")
+        raise Refusal(401, "token has no expiry (claim exp): issue a new one with `ccstream jwt USER`",
+                      RefusalReason.BAD_TOKEN)
     if now >= exp:
-        raise ApiError(401, "token is expired")
+        raise Refusal(401, "token is expired", RefusalReason.EXPIRED_TOKEN)
     nbf = _numeric_date(claims, "nbf")
     if nbf is not None and now < nbf:
-        raise ApiError(401, "token is not valid yet")
+        raise Refusal(401, "token is not valid yet", RefusalReason.BAD_TOKEN)
 
 
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
@@ -331,7 +346,7 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ApiError(401, f"token claim {name} must be a number of seconds since the epoch")
+        raise Refusal(401, f"token claim {name} must be a number of seconds since the epoch", RefusalReason.BAD_TOKEN)
     return float(value)
 
 
@@ -345,12 +360,13 @@ def token_from_headers(headers: Mapping[str, str]) -> str:
         return token
     authorization = headers.get("authorization", "").strip()
     if not authorization:
-        raise ApiError(401, "missing authentication token: send X-Auth-Token or Authorization: Bearer")
+        raise Refusal(401, "missing authentication token: send X-Auth-Token or Authorization: Bearer",
+                      RefusalReason.NO_TOKEN)
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() != "bearer":
-        raise ApiError(401, f"unsupported Authorization scheme {scheme!r}: use Bearer")
+        raise Refusal(401, f"unsupported Authorization scheme {scheme!r}: use Bearer", RefusalReason.BAD_TOKEN)
     if not credentials.strip():
-        raise ApiError(401, "missing authentication token: the Bearer credentials are empty")
+        raise Refusal(401, "missing authentication token: the Bearer credentials are empty", RefusalReason.NO_TOKEN)
     return credentials.strip()
 
 
@@ -396,13 +412,16 @@ class ApiAuth:
             return ANONYMOUS
         client_ip = request.client.host if request.client else ""
         if not ip_in_allow_list(client_ip, self._allowed):
-            raise ApiError(403, f"IP address {client_ip or '<unknown>'} is not allowed to use the API")
+            raise Refusal(403, f"IP address {client_ip or '<unknown>'} is not allowed to use the API",
+                          RefusalReason.IP_NOT_ALLOWED)
         principal = self._verify(token_from_headers(request.headers))
         if required_any_roles and not principal.has_any_role(required_any_roles):
-            raise ApiError(403, f"user {principal.username} lacks role {' or '.join(required_any_roles)}")
+            raise Refusal(403, f"user {principal.username} lacks role {' or '.join(required_any_roles)}",
+                          RefusalReason.WRONG_ROLE)
         return principal
 
     def _verify(self, token: str) -> Principal:
         if self._authenticator is None:
-            raise ApiError(401, "token authentication is not configured: JWT_PUBLIC_KEY is not set")
+            raise Refusal(401, "token authentication is not configured: JWT_PUBLIC_KEY is not set",
+                          RefusalReason.NOT_CONFIGURED)
         return self._authenticator.verify(token)

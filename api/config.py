@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metricstore.settings import ExternalMetricStore, MetricStoreSettings
 from streams.settings import AgentSettings, EventLogSettings, IntakeSettings
@@ -223,6 +223,40 @@ class ReadSettings(Section):
                                 "is 16 M.")
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port`, `:port` or `port` as (host, port); no host means loopback, never every interface.
+
+    The listener serves without authentication, so only an address spelled out exposes it beyond this host.
+    """
+    host, _, port = text.strip().rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if not port.isdigit() or not 0 < int(port) < 65536 or (":" in host and not bracketed):
+        raise ValueError(f"{text!r} is not an address like 127.0.0.1:9102 or [::1]:9102 (port 1-65535)")
+    host = (host[1:-1] if bracketed else host) or "127.0.0.1"
+    return host, int(port)
+
+
+class PrometheusSettings(Section):
+    """`prometheus`: the `/metrics` endpoint a Prometheus server scrapes (ccstream's own)."""
+
+    enabled: bool = Field(default=True, description="Serve `/metrics` (state read at scrape time, refusals, "
+                          "request latency).")
+    listen: str = Field(default="", description="Address of a separate listener serving `/metrics` without "
+                        "authentication, e.g. `127.0.0.1:9102` (no host: loopback). Empty: `/metrics` is served "
+                        "on the main server, behind the `api` role.")
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value.strip():
+            parse_listen(value)
+        return value.strip()
+
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) of the separate listener, or None to serve on the main server."""
+        return parse_listen(self.listen) if self.listen else None
+
+
 class CronSettings(Section):
     commit_job_worker: str = Field(default="1m", alias="commit-job-worker", description="Job commit interval.")
     duration_worker: str = Field(default="5m", alias="duration-worker", description="Duration update interval.")
@@ -252,6 +286,8 @@ class Settings(Section):
     agents: AgentSettings = Field(default_factory=AgentSettings, description="ccstream's agents over the log.")
     archiver: ArchiverSettings = Field(default_factory=ArchiverSettings, description="ccstream's archiver agent.")
     reads: ReadSettings = Field(default_factory=ReadSettings, description="ccstream's read pool and answer limits.")
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings,
+                                           description="ccstream's Prometheus metrics endpoint.")
 
 
 class ConfigError(ValueError):

@@ -17,14 +17,12 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError, error_response
+from api.errors import ApiError, error_response, note_refusal
 
 log = logging.getLogger(__name__)
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 Authenticate = Callable[[Request], Awaitable[Any]]
 
 #: Largest start/stop body accepted: a start of a 10,000-node job with hardware threads listed and a
@@ -32,16 +30,16 @@ Authenticate = Callable[[Request], Awaitable[Any]]
 MAX_BODY = 64 * 1024 * 1024
 
 
-def direct_routes(routes: Iterable[Any], operation_ids: set[str]) -> dict[tuple[str, str], Endpoint]:
-    """(method, path) → endpoint for the routes with those operation ids (plain paths, no parameters)."""
-    table: dict[tuple[str, str], Endpoint] = {}
+def direct_routes(routes: Iterable[Any], operation_ids: set[str]) -> dict[tuple[str, str], APIRoute]:
+    """(method, path) → route for the routes with those operation ids (plain paths, no parameters)."""
+    table: dict[tuple[str, str], APIRoute] = {}
     for route in routes:
         if not isinstance(route, APIRoute) or route.operation_id not in operation_ids:
             continue
         if route.param_convertors:
             raise ValueError(f"route {route.path} has path parameters; it cannot be dispatched directly")
         for method in route.methods or ():
-            table[(method, route.path)] = route.endpoint
+            table[(method, route.path)] = route
     missing = operation_ids - {r.operation_id for r in routes if isinstance(r, APIRoute)}
     if missing:
         raise ValueError(f"no routes with operation ids {sorted(missing)}")
@@ -51,7 +49,7 @@ def direct_routes(routes: Iterable[Any], operation_ids: set[str]) -> dict[tuple[
 class DirectDispatch:
     """ASGI middleware: requests matching the table go straight to their endpoint, all others on."""
 
-    def __init__(self, app: ASGIApp, *, routes: dict[tuple[str, str], Endpoint], authenticate: Authenticate,
+    def __init__(self, app: ASGIApp, *, routes: dict[tuple[str, str], APIRoute], authenticate: Authenticate,
                  max_body: int = MAX_BODY) -> None:
         self.app = app
         self.routes = routes
@@ -59,17 +57,19 @@ class DirectDispatch:
         self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = None
+        route = None
         if scope["type"] == "http":
-            endpoint = self.routes.get((scope["method"], scope["path"]))
-        if endpoint is None:
+            route = self.routes.get((scope["method"], scope["path"]))
+        if route is None:
             await self.app(scope, receive, send)
             return
+        scope["route"] = route  # as Starlette's router notes it: the metrics middleware labels by its template
         request = Request(scope, self._limited(scope, receive))
         try:
             await self.authenticate(request)
-            response = await endpoint(request)
+            response = await route.endpoint(request)
         except ApiError as exc:
+            note_refusal(scope, exc)
             response = error_response(exc.status, exc.message)
         except Exception as exc:  # the app's catch-all answers the same way
             log.exception("%s %s failed", scope["method"], scope["path"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +20,28 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class Refusal(ApiError):
+    """An ApiError that refuses the caller (authentication, authorization), with a reason to count it by.
+
+    The reason is a short fixed word (never the message, which names users and addresses), so that the
+    refusal counter of `/metrics` has few series and an operator sees a collector with a wrong token.
+    """
+
+    def __init__(self, status: int, message: str, reason: str) -> None:
+        super().__init__(status, message)
+        self.reason = reason
+
+
+#: Where the reason of a refused request is noted in its ASGI scope, for the middleware that counts it.
+REFUSAL_KEY = "ccstream.refusal"
+
+
+def note_refusal(scope: MutableMapping[str, Any], exc: ApiError) -> None:
+    """Note a refusal's reason in the request's scope: handlers answer it, the metrics middleware counts it."""
+    if isinstance(exc, Refusal):
+        scope[REFUSAL_KEY] = exc.reason
 
 
 def error_body(status: int, message: str) -> dict[str, str]:
@@ -42,7 +66,8 @@ def install_error_handlers(app: FastAPI) -> None:
     """Answer every error, including unexpected ones, in cc-backend's shape; never a bare 500 page."""
 
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> JSON:
+    async def _api_error(request: Request, exc: ApiError) -> JSON:
+        note_refusal(request.scope, exc)
         return error_response(exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)

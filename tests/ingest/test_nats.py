@@ -12,10 +12,14 @@ from typing import Any
 
 import nats
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from api.bootstrap import Services, build_services
 from api.config import Settings
+from api.prometheus import AppMetrics
+from api.readpool import ReadPool
+from metricstore.settings import NatsSubscription
 from tests.ingest.conftest import EXAMPLES, START, job_line, node_line, start_body, stop_body
 from tests.support.natsserver import NatsServer, free_port
 
@@ -299,3 +303,36 @@ async def test_queue_group_shares_messages(mode: str, tmp_path: Path, archive_ro
             assert counters(first, JOBS)["applied"] > 0 and counters(second, JOBS)["applied"] > 0
             await first.visible(first.log.head())
             assert len(jobs(first)) == 200
+
+
+async def test_prometheus_scrape_shows_nats_intake_and_metric_subscriber(
+        tmp_path: Path, archive_root: Path, nats_url: str) -> None:
+    """What `/metrics` reads from the real NATS intake and the metric store's subscriber (api.prometheus)."""
+    base = settings_for(tmp_path, archive_root, nats_url, "core")
+    subscription = NatsSubscription.model_validate({"subscribe-to": "hpc-metrics", "cluster-tag": "fritz"})
+    settings = base.model_copy(update={"metric_store": base.metric_store.model_copy(
+        update={"nats_subscriptions": (subscription,)})})
+    async with running(settings) as services, publisher(nats_url, "core") as publish:
+        await wait_connected(services)
+        assert services.metric_nats is not None
+        await until(lambda: services.metric_nats is not None and services.metric_nats.counters["connected"],
+                    what="metric subscriber connected")
+        await publish(JOBS, job_line("start_job", start_body(21), 1))
+        await publish("hpc-metrics", f"cpu_load,hostname=f0101,type=node value=1.5 {START + 60}".encode())
+        await settled(services, JOBS, 1)
+        await until(lambda: services.metric_nats is not None and services.metric_nats.counters["messages"] >= 1,
+                    what="metric message received")
+        reads = ReadPool(settings.reads)
+        try:
+            text_format = await asyncio.to_thread(AppMetrics(services, reads).exposition)
+        finally:
+            reads.close()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text_format.decode()) for s in family.samples}
+    assert samples[("ccstream_nats_connected", ())] == 1
+    assert samples[("ccstream_nats_subscribed", ())] == 1
+    assert samples[("ccstream_nats_received_total", (("subject", JOBS),))] == 1
+    assert samples[("ccstream_nats_applied_total", (("subject", JOBS),))] == 1
+    assert samples[("ccstream_nats_received_total", (("subject", NODES),))] == 0
+    assert samples[("ccstream_metricstore_nats_connected", ())] == 1
+    assert samples[("ccstream_metricstore_nats_messages_total", ())] == 1

@@ -57,11 +57,12 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # First: when its port is taken, the server fails to start before anything else has started.
+        listener = None if listen is None or metrics is None else MetricsListener.start(metrics, *listen)
         if not services.started:
             services.start()
         await services.start_ingest()
         maintenance = start_maintenance(services)
-        listener = None if listen is None or metrics is None else MetricsListener.start(metrics, *listen)
         yield
         if listener is not None:
             await asyncio.to_thread(listener.stop)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.config import ConfigError, parse_settings
+from api.app import create_app
+from api.bootstrap import StartupError, build_services
+from api.config import ConfigError, Settings, parse_settings
 from api.keys import generate_keypair
 from api.prometheus import metric_store_families, nats_families, plain_families
 from tests.api.conftest import AppFactory, Tokens, claims, job_body, sign, start_job
@@ -172,3 +176,24 @@ def test_metric_store_subscriber_counters() -> None:
         "ccstream_metricstore_nats_connected": ("gauge", 1), "ccstream_metricstore_nats_messages": ("counter", 10),
         "ccstream_metricstore_nats_bytes": ("counter", 900),
         "ccstream_metricstore_nats_dropped_messages": ("counter", 1)}
+
+
+def test_a_taken_listener_port_fails_the_start_before_anything_starts(tmp_path: Path, archive_root: Path,
+                                                                      tokens: Tokens) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings.model_validate({
+            "main": {"db": str(tmp_path / "job.db")}, "archive": {"kind": "file", "path": str(archive_root)},
+            "event-log": {"kind": "memory"}, "archiver": {"state-path": str(tmp_path / "agents.db")},
+            "metric-store": {"checkpoints": {"directory": str(tmp_path / "checkpoints")}},
+            "prometheus": {"listen": f"127.0.0.1:{port}"}})
+        services = build_services(settings)
+        try:
+            with pytest.raises(StartupError, match=f"prometheus.listen 127.0.0.1:{port}"), \
+                    TestClient(create_app(services)):
+                pass
+            assert not services.started
+        finally:
+            services.close()

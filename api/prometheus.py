@@ -39,8 +39,13 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 #: Latency buckets (seconds): start/stop answer in about a millisecond, reads may take their whole budget.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-#: Metric store stats that only grow (exported as counters); every other number is a gauge.
-_STORE_COUNTER_PREFIXES = ("samples_", "lines_", "chunks_freed", "archived_", "wal_", "batches")
+#: Metric store stats that only grow (exported as counters); every other number is a gauge, among them the
+#: `wal_*` figures, which describe the last restore, and the `last_*` timestamps and durations.
+_STORE_COUNTER_PREFIXES = ("samples_", "lines_", "chunks_freed", "archived_", "batches")
+
+
+def _is_store_counter(key: str) -> bool:
+    return key.startswith(_STORE_COUNTER_PREFIXES) or "overwritten" in key
 
 
 def route_template(scope: Scope) -> str:
@@ -206,10 +211,10 @@ def metric_store_families(stats: Mapping[str, Any]) -> Iterator[Metric]:
         if key.endswith("_by_reason") or key in by_reason or not (_is_number(value) or isinstance(value, bool)):
             continue
         yield _family(f"ccstream_metricstore_{key}", f"Metric store: {key.replace('_', ' ')}.",
-                      key.startswith(_STORE_COUNTER_PREFIXES), float(value))
+                      _is_store_counter(key), float(value))
     for key, reasons in by_reason.items():
         family = _labelled(f"ccstream_metricstore_{key}", f"Metric store: {key.replace('_', ' ')}, by reason.",
-                           key.startswith(_STORE_COUNTER_PREFIXES), ["reason"])
+                           _is_store_counter(key), ["reason"])
         for reason, count in reasons.items():
             if _is_number(count):
                 family.add_metric([str(reason)], float(count))

@@ -145,12 +145,14 @@ def test_listen_addresses_default_to_loopback_and_typos_are_refused() -> None:
 def test_metric_store_stats_become_counters_and_gauges_with_reasons_as_labels() -> None:
     stats = {"samples_accepted": 5, "samples_overwritten": 2, "lines_rejected": 3,
              "lines_rejected_by_reason": {"syntax": 2, "unknown_host": 1}, "memory_bytes": 4096, "series": 7,
-             "last_checkpoint": None, "clusters": ["fritz"], "unknown_metrics": []}
+             "wal_torn_bytes": 12, "slot_overwritten_samples": 4, "last_checkpoint": None, "clusters": ["fritz"],
+             "unknown_metrics": []}
     families = {f.name: f for f in metric_store_families(stats)}
     assert {name: f.type for name, f in families.items()} == {
         "ccstream_metricstore_samples_accepted": "counter", "ccstream_metricstore_samples_overwritten": "counter",
         "ccstream_metricstore_lines_rejected": "counter", "ccstream_metricstore_memory_bytes": "gauge",
-        "ccstream_metricstore_series": "gauge"}
+        "ccstream_metricstore_series": "gauge", "ccstream_metricstore_wal_torn_bytes": "gauge",
+        "ccstream_metricstore_slot_overwritten_samples": "counter"}
     by_reason = {s.labels["reason"]: s.value for s in families["ccstream_metricstore_lines_rejected"].samples}
     assert by_reason == {"syntax": 2, "unknown_host": 1}
 

@@ -34,7 +34,8 @@ class LoopSettings:
     node_state_interval: int = 300
     concurrency: int = 16
     #: Never run ahead of the wall clock: a run that starts in the past catches up at `speed`, then goes on
-    #: in real time (the demo's way to have running jobs with recent metrics from the first minute).
+    #: in real time (the demo's way to have running jobs with recent metrics from the first minute, and
+    #: `ccstream simulate`'s, since the metric store refuses samples from more than 600 s in the future).
     follow_wall_clock: bool = False
 
 
@@ -86,8 +87,10 @@ class Simulation:
         now = start
         while not self._stop.is_set():
             target = start + (self.clock() - wall0) * s.speed
-            if s.follow_wall_clock:
-                target = min(target, time.time())
+            wall_now = time.time()
+            caught_up = s.follow_wall_clock and target >= wall_now
+            if caught_up:
+                target = wall_now
             if end is not None:
                 target = min(target, end)
             while next_metric <= target or next_state <= target:
@@ -103,7 +106,8 @@ class Simulation:
             now = int(target)
             if end is not None and now >= end:
                 break
-            wake = (min(next_metric, next_state) - target) / s.speed
+            # Once caught up with the wall clock the next step is due in real seconds, not simulated ones.
+            wake = (min(next_metric, next_state) - target) / (1.0 if caught_up else s.speed)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=max(0.01, min(wake, 1.0)))
         return Report(now - start, self.clock() - wall0, self.counters)

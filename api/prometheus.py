@@ -16,17 +16,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_wsgi_server
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.bootstrap import Services, StartupError
 from api.errors import REFUSAL_KEY
-from api.readpool import ReadPool
+from api.readpool import ReadPool, ReadRoute
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +114,14 @@ class MetricsMiddleware:
 
 def build_router(metrics: AppMetrics, api_auth: Any) -> APIRouter:
     """`GET /metrics` on the main server, behind the `api` role like the job routes."""
-    router = APIRouter(dependencies=[Depends(api_auth)])
+    # In the read pool (a plain function on a ReadRoute router): agent status and the archiver's queue read SQLite.
+    router = APIRouter(dependencies=[Depends(api_auth)], route_class=ReadRoute)
 
     @router.get("/metrics", response_class=Response,
                 responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}})
-    async def scrape() -> Response:
+    def scrape(request: Request) -> Response:
         """Prometheus metrics: log head, agent lag, archiver queue, metric store, NATS, refusals, latency."""
-        # Off the loop: agent status and the archiver's queue read SQLite.
-        return Response(await run_in_threadpool(metrics.exposition), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -42,6 +42,14 @@ class NatsMetricSubscriber:
         self.counters: dict[str, Any] = {"connected": False, "messages": 0, "bytes": 0, "batches": 0,
                                          "dropped_messages": 0, "connect_attempts": 0}
 
+    def snapshot(self) -> dict[str, Any]:
+        """What `GET /api/admin/nats` shows: the server, the subjects and the counters."""
+        return {
+            "address": self.connection.address,
+            "subscriptions": [{"subscribeTo": s.subscribe_to, "clusterTag": s.cluster_tag} for s in self.subscriptions],
+            **self.counters,
+        }
+
     async def start(self) -> None:
         if self._task is None and self.subscriptions:
             self._task = asyncio.create_task(self._run(), name="metricstore-nats")

@@ -79,11 +79,14 @@ def build_router(admin_auth: Any) -> APIRouter:
     @router.get("/api/admin/nats")
     def nats_status(request: Request) -> JSON:
         """Connection state and per-subject counters (received, redelivered, applied, duplicate,
-        rejected, failed) of the NATS intake; `{"configured": false}` without one."""
+        rejected, failed) of the NATS intake, and under `metricStore` the metric store's subscriptions
+        (`metric-store.nats-subscriptions`) with their counters; `{"configured": false}` without either."""
         services = services_of(request)
-        body: dict[str, Any] = {"configured": services.nats is not None}
+        body: dict[str, Any] = {"configured": services.nats is not None or services.metric_nats is not None}
         if services.nats is not None:
             body.update(services.nats.snapshot())
+        if services.metric_nats is not None:
+            body["metricStore"] = services.metric_nats.snapshot()
         if services.dead_letters is not None:
             body["deadLetters"] = services.dead_letters.counts()
         return JSON(body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import orjson
@@ -104,3 +105,19 @@ def test_cli_list_and_retry(tmp_path: Path, archive_root: Path, clusters: Cluste
     assert entry["status"] == "resolved"
     assert main([*cli, "rejected", "retry", "42"]) == 1
     assert "no rejected message with id 42" in capsys.readouterr().err
+
+
+def test_admin_nats_shows_the_metric_store_subscriptions(make_client: AppFactory, tokens: Tokens,
+                                                         nats_url: str) -> None:
+    """Metric lines over NATS without job subjects: the route says so, instead of `configured: false`."""
+    http = make_client({"nats": {"address": nats_url}, "metric-store": {"nats-subscriptions": [
+        {"subscribe-to": "hpc-metrics", "cluster-tag": "fritz"}]}})
+    admin = tokens.headers("admin")
+    deadline = time.monotonic() + 60
+    while not (nats := http.get("/api/admin/nats", headers=admin).json())["metricStore"]["connected"]:
+        assert time.monotonic() < deadline, nats
+        time.sleep(0.02)
+    assert nats["configured"] is True and "state" not in nats  # no job intake over NATS
+    assert nats["metricStore"]["address"] == nats_url
+    assert nats["metricStore"]["subscriptions"] == [{"subscribeTo": "hpc-metrics", "clusterTag": "fritz"}]
+    assert nats["metricStore"]["messages"] == 0

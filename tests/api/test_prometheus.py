@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,6 +17,7 @@ from api.keys import generate_keypair
 from api.prometheus import metric_store_families, nats_families, plain_families
 from tests.api.conftest import AppFactory, Tokens, claims, job_body, sign, start_job
 from tests.support.server import free_port
+from tests.support.wait import eventually
 
 START_ROUTE = "/api/jobs/start_job/"
 
@@ -40,14 +39,6 @@ def scrape(http: TestClient, tok: Tokens) -> Samples:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return parse(response.text)
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Wait for a condition (bounded), never for a fixed time."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def test_metrics_need_the_api_role_on_the_main_server(shared_client: tuple[TestClient, Tokens]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import orjson
@@ -19,6 +18,7 @@ from streams.ingest.nodestate import NodeStateIntake
 from streams.log import SQLiteEventLog
 from tests.api.conftest import AppFactory, Tokens, assert_error
 from tests.ingest.conftest import START, job_line, start_body
+from tests.support.wait import eventually
 
 STOP_OF_7 = job_line("stop_job", {"jobId": 7, "stopTime": START + 50}, 1)
 
@@ -113,10 +113,9 @@ def test_admin_nats_shows_the_metric_store_subscriptions(make_client: AppFactory
     http = make_client({"nats": {"address": nats_url}, "metric-store": {"nats-subscriptions": [
         {"subscribe-to": "hpc-metrics", "cluster-tag": "fritz"}]}})
     admin = tokens.headers("admin")
-    deadline = time.monotonic() + 60
-    while not (nats := http.get("/api/admin/nats", headers=admin).json())["metricStore"]["connected"]:
-        assert time.monotonic() < deadline, nats
-        time.sleep(0.02)
+    eventually(lambda: http.get("/api/admin/nats", headers=admin).json()["metricStore"]["connected"],
+               what="the metric store's NATS subscriber connected")
+    nats = http.get("/api/admin/nats", headers=admin).json()
     assert nats["configured"] is True and "state" not in nats  # no job intake over NATS
     assert nats["metricStore"]["address"] == nats_url
     assert nats["metricStore"]["subscriptions"] == [{"subscribeTo": "hpc-metrics", "clusterTag": "fritz"}]

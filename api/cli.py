@@ -238,8 +238,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     from api.app import create_app
     from api.bootstrap import StartupError, build_authenticator, build_services
-    from api.httpserver import GatheringHttpProtocol
-    from replay.simulator.demo import DEMO_PASSWORD, DEMO_USER, ensure_demo_user, ensure_history, live_cluster
+    from api.httpserver import DemoServer, GatheringHttpProtocol
+    from replay.simulator.demo import (
+        DEMO_PASSWORD,
+        DEMO_ROLES,
+        DEMO_USER,
+        ensure_demo_user,
+        ensure_history,
+        live_cluster,
+    )
     from replay.simulator.options import TEMPLATES
 
     args.force = False
@@ -259,18 +266,26 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if authenticator is None:
         raise CliError("the demo needs JWT keys: run `ccstream init`")
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
-    server = uvicorn.Server(uvicorn.Config(create_app(services, dev=args.dev), host=host or "127.0.0.1", port=int(port),
-                                           log_level=args.log_level, access_log=False, proxy_headers=False,
-                                           http=GatheringHttpProtocol, timeout_graceful_shutdown=SHUTDOWN_GRACE))
-    token = authenticator.issue(DEMO_USER, ["api"])
-    print(f"ccstream demo on http://{host or '127.0.0.1'}:{port} (a token for the API: {token})")
+    server = DemoServer(uvicorn.Config(create_app(services, dev=args.dev), host=host or "127.0.0.1", port=int(port),
+                                       log_level=args.log_level, access_log=False, proxy_headers=False,
+                                       http=GatheringHttpProtocol, timeout_graceful_shutdown=SHUTDOWN_GRACE))
+    token = authenticator.issue(DEMO_USER, DEMO_ROLES)
+    print(f"ccstream demo on http://{host or '127.0.0.1'}:{port}")
+    print(f"a token of {DEMO_USER!r} (roles {', '.join(DEMO_ROLES)}) for the API: {token}")
+    adapter_token = authenticator.issue(DEMO_USER, ["api"])  # what a scheduler adapter holds: the api role only
+
+    async def caught_up() -> bool:
+        return await services.runner.wait_for_async(services.log.head(), 600.0)
 
     async def serve_with_live_cluster() -> None:
-        live = asyncio.create_task(live_cluster(settings, f"http://127.0.0.1:{port}", token, args.seed))
-        try:
-            await server.serve()
-        finally:
-            live.cancel()
+        live = asyncio.create_task(live_cluster(settings, f"http://127.0.0.1:{port}", adapter_token, args.seed,
+                                                caught_up))
+
+        def stop_live() -> None:  # in the signal handler, on the loop's thread: cancel on the loop's next turn
+            asyncio.get_running_loop().call_soon(live.cancel)
+
+        server.on_exit = stop_live
+        await server.serve()
 
     sys.setswitchinterval(0.0005)
     asyncio.run(serve_with_live_cluster())

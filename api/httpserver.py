@@ -10,8 +10,11 @@ written during one turn of the event loop and sends it at the end of that turn, 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 #: Written data held back at most this many bytes; a larger response goes out as it is written.
@@ -79,3 +82,17 @@ class GatheringHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(GatheringTransport(transport, self.loop))  # type: ignore[arg-type]
+
+
+class DemoServer(uvicorn.Server):
+    """uvicorn's server that stops the live clusters as soon as a signal asks it to exit.
+
+    The clusters must stop before the server does: they record how far they got (where the next run
+    resumes), and requests they would send during the graceful shutdown only meet closing connections.
+    """
+
+    on_exit: Callable[[], None] = staticmethod(lambda: None)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.on_exit()
+        super().handle_exit(sig, frame)

@@ -71,6 +71,8 @@ class Simulation:
         self.counters = counters
         self.settings = settings
         self.clock = clock
+        #: Simulated time reached so far: every event up to it has been sent.
+        self.now: int | None = None
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -103,7 +105,7 @@ class Simulation:
                     await self._send_node_states(step)
                     next_state += s.node_state_interval
             await self._advance(int(target))
-            now = int(target)
+            now = self.now = int(target)
             if end is not None and now >= end:
                 break
             # Once caught up with the wall clock the next step is due in real seconds, not simulated ones.

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 from api.bootstrap import Services
 from api.direct import Authenticate, DirectDispatch, direct_routes
 from api.errors import install_error_handlers
+from api.graphql.endpoint import build_router as build_graphql_router
 from api.metricstore_routes import build_metricstore_router
 from api.prometheus import AppMetrics, MetricsListener, MetricsMiddleware
 from api.prometheus import build_router as build_metrics_router
@@ -98,6 +99,7 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     app.include_router(admin.build_router(admin_auth))
     app.include_router(nodes.build_router(api_auth))
     app.include_router(rejected.build_router(admin_auth))
+    app.include_router(build_graphql_router(services.auth.dependency()))
     prometheus = services.settings.prometheus
     metrics = AppMetrics(services, reads) if prometheus.enabled else None
     listen = prometheus.address()

@@ -1,4 +1,4 @@
-"""Tag handlers: tags attached to and detached from jobs, and tags removed altogether."""
+"""Tag handlers: tags attached to and detached from jobs, and tags created or removed altogether."""
 
 from __future__ import annotations
 
@@ -57,6 +57,11 @@ def record_tag_removed(conn: Connection, event: Event) -> None:
     )
 
 
+def record_tag_created(conn: Connection, event: Event) -> None:
+    d = event.data
+    ensure_tag(conn, d["type"], d["name"], d.get("scope") or "global")
+
+
 def record_tag_deleted(conn: Connection, event: Event) -> None:
     d = event.data
     tag_id = conn.execute(
@@ -71,5 +76,6 @@ def record_tag_deleted(conn: Connection, event: Event) -> None:
 HANDLERS: HandlerTable = {
     "job.tag_added": record_tag_added,
     "job.tag_removed": record_tag_removed,
+    "tag.created": record_tag_created,
     "tag.deleted": record_tag_deleted,
 }

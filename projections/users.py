@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import Connection, delete, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from projections import schema
@@ -44,8 +44,20 @@ def record_user_deleted(conn: Connection, event: Event) -> None:
     conn.execute(delete(schema.hpc_user).where(schema.hpc_user.c.username == username))
 
 
+def record_configuration_updated(conn: Connection, event: Event) -> None:
+    """cc-backend's `REPLACE INTO configuration`; a key of an account deleted meanwhile is dropped with it."""
+    d = event.data
+    known = conn.execute(select(schema.hpc_user.c.username).where(schema.hpc_user.c.username == d["username"]))
+    if known.first() is None:
+        return
+    values = {"username": d["username"], "confkey": d["key"], "value": d["value"]}
+    stmt = sqlite_insert(schema.configuration).values(**values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["username", "confkey"], set_={"value": d["value"]}))
+
+
 HANDLERS: HandlerTable = {
     "user.created": record_user_created,
     "user.updated": record_user_updated,
     "user.deleted": record_user_deleted,
+    "user.configuration_updated": record_configuration_updated,
 }

@@ -102,10 +102,12 @@ _ROUTES: dict[str, tuple[Handler, str]] = {
     "job.tag_added": (tags.record_tag_added, _TAG),
     "job.tag_removed": (tags.record_tag_removed, _TAG),
     "job.stop_parked": (jobs.record_parked_stop, _ELSEWHERE),
+    "tag.created": (tags.record_tag_created, _ELSEWHERE),
     "tag.deleted": (tags.record_tag_deleted, _ELSEWHERE),
     "user.created": (users.record_user_created, _ELSEWHERE),
     "user.updated": (users.record_user_updated, _ELSEWHERE),
     "user.deleted": (users.record_user_deleted, _ELSEWHERE),
+    "user.configuration_updated": (users.record_configuration_updated, _ELSEWHERE),
     "node.states_reported": (nodes.record_node_states, _ELSEWHERE),
 }
 _EDITS: dict[str, Callable[[Row, dict[str, Any]], Row]] = {

@@ -132,6 +132,22 @@ class TagDeletedV1(Payload):
     scope: Name = "global"
 
 
+class TagCreatedV1(Payload):
+    """A tag was created without being attached to a job (GraphQL `createTag`)."""
+
+    type: NonEmptyName
+    name: NonEmptyName
+    scope: Name = "global"
+
+
+class UserConfigurationUpdatedV1(Payload):
+    """A user changed one key of their web UI configuration; the value is the JSON text the UI sent."""
+
+    username: NonEmptyName
+    key: NonEmptyName
+    value: Text
+
+
 class JobMetadataUpdatedV1(Payload):
     """One key of a job's metaData was set (an existing key is overwritten)."""
 
@@ -241,6 +257,8 @@ PAYLOADS: dict[tuple[str, int], type[Payload]] = {
     ("job.tag_added", 1): JobTagAddedV1,
     ("job.tag_removed", 1): JobTagRemovedV1,
     ("tag.deleted", 1): TagDeletedV1,
+    ("tag.created", 1): TagCreatedV1,
+    ("user.configuration_updated", 1): UserConfigurationUpdatedV1,
     ("job.metadata_updated", 1): JobMetadataUpdatedV1,
     ("job.deleted", 1): JobDeletedV1,
     ("job.archived", 1): JobArchivedV1,

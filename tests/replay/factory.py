@@ -123,6 +123,12 @@ def edits(subjects: list[str], count: int, seed: int = 7) -> list[Event]:
                 out.append(new_event("user.deleted", f"users/{name}", {"username": name}))
         elif n % 120 == 11:
             out.append(new_event("tag.deleted", "tags", rng.choice(tags)))
+        elif n % 120 == 23:
+            out.append(new_event("tag.created", "tags", {**rng.choice(tags), "name": f"made{n % 5}"}))
+        elif n % 120 == 35:
+            out.append(new_event("user.configuration_updated", f"users/u{n % 40}", {
+                "username": f"u{n % 40}", "key": rng.choice(["jobList_jobsPerPage", "plotConfiguration_lineWidth"]),
+                "value": str(n % 9)}))
         else:
             hosts = rng.sample(FRITZ_MAIN_HOSTS, 3)
             out.append(new_event("node.states_reported", "nodes/fritz", {"cluster": "fritz", "timeStamp": T0 + n,

@@ -26,7 +26,8 @@ def test_verify_passes_on_a_100k_event_mixed_log(log: SQLiteEventLog, jobdb: Rea
     assert log.head() >= 100_000
     assert {"job.started", "job.stopped", "job.stop_parked", "job.tag_added", "job.tag_removed", "tag.deleted",
             "job.metadata_updated", "job.deleted", "job.archived", "job.archiving_failed", "user.created",
-            "user.updated", "user.deleted", "node.states_reported"} <= kinds
+            "user.updated", "user.deleted", "node.states_reported", "tag.created",
+            "user.configuration_updated"} <= kinds
     live = tmp_path / "job.db"
     rebuild_until(log, jobdb, Until(position=log.head() // 2), live)
     assert project(log, live) == log.head()

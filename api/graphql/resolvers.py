@@ -1,0 +1,182 @@
+"""Resolvers of the schema's queries and their object fields, bound to ariadne types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from ariadne import ObjectType, QueryType
+from graphql import GraphQLResolveInfo
+from sqlalchemy import and_, exists, func, literal_column, or_, select
+
+from api.graphql.clusters import cluster_objects, global_metrics
+from api.graphql.context import Context, tag_object
+from api.graphql.jobfilter import filter_conditions
+from api.graphql.jobquery import (
+    Page,
+    QueryError,
+    count_jobs,
+    energy_footprint_values,
+    footprint_values,
+    has_next_page,
+    job_object,
+    page_of_jobs,
+    resources,
+)
+from api.graphql.viewer import Forbidden, job_visibility, may_see_other_users, tag_visibility
+from projections import schema
+
+job, tag = schema.job, schema.tag
+
+query = QueryType()
+job_type = ObjectType("Job")
+job_result_list = ObjectType("JobResultList")
+
+#: cc-backend lists a job's concurrent jobs only for shared nodes and jobs longer than this (s).
+CONCURRENT_MIN_DURATION = 600
+#: Overlap that does not count as running at the same time (s), as cc-backend.
+CONCURRENT_SLACK = 200
+
+
+def _context(info: GraphQLResolveInfo) -> Context:
+    ctx: Context = info.context
+    return ctx
+
+
+def _db_id(value: Any) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise QueryError(f"{str(value)[:64]!r} is not a job id") from None
+    if not 0 < number < 2**63:
+        raise QueryError(f"{number} is not a job id")
+    return number
+
+
+@query.field("jobs")
+def resolve_jobs(_: Any, info: GraphQLResolveInfo, filter: list[dict[str, Any]] | None = None,
+                 page: dict[str, Any] | None = None, order: dict[str, Any] | None = None) -> dict[str, Any]:
+    ctx = _context(info)
+    conditions = [job_visibility(ctx.viewer), *filter_conditions(filter, now=ctx.now)]
+    paging = Page.of(page)
+    rows = page_of_jobs(ctx.db, conditions, order, paging)
+    ctx.prefetch_tags([int(r["id"]) for r in rows])
+    return {"items": [job_object(r, ctx.now) for r in rows], "offset": paging.offset, "limit": paging.limit,
+            "conditions": conditions, "page": paging}
+
+
+@job_result_list.field("count")
+def resolve_count(result: dict[str, Any], info: GraphQLResolveInfo) -> int:
+    return count_jobs(_context(info).db, result["conditions"])
+
+
+@job_result_list.field("hasNextPage")
+def resolve_has_next_page(result: dict[str, Any], info: GraphQLResolveInfo) -> bool:
+    return has_next_page(_context(info).db, result["conditions"], result["page"])
+
+
+@query.field("job")
+def resolve_job(_: Any, info: GraphQLResolveInfo, id: Any) -> dict[str, Any]:
+    ctx = _context(info)
+    db_id = _db_id(id)
+    row = ctx.db.execute(select(job).where(and_(job.c.id == db_id, job_visibility(ctx.viewer)))).mappings().first()
+    if row is None:
+        raise QueryError(f"no job with id {db_id}")
+    if row["hpc_user"] != ctx.viewer.username and not may_see_other_users(ctx.viewer):
+        raise Forbidden("you are not allowed to see this job")
+    return job_object(row, ctx.now)
+
+
+@job_type.field("tags")
+def resolve_job_tags(obj: dict[str, Any], info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+    return _context(info).tags_of(int(obj["id"]))
+
+
+@job_type.field("resources")
+def resolve_resources(obj: dict[str, Any], _info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+    return resources(obj["row"]["resources"])
+
+
+@job_type.field("metaData")
+def resolve_meta_data(obj: dict[str, Any], _info: GraphQLResolveInfo) -> Any:
+    raw = obj["row"]["meta_data"]
+    return orjson.loads(raw) if raw else None
+
+
+@job_type.field("footprint")
+def resolve_footprint(obj: dict[str, Any], _info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+    return footprint_values(obj["row"]["footprint"])
+
+
+@job_type.field("energyFootprint")
+def resolve_energy_footprint(obj: dict[str, Any], _info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+    return energy_footprint_values(obj["row"]["energy_footprint"])
+
+
+@job_type.field("userData")
+def resolve_user_data(obj: dict[str, Any], info: GraphQLResolveInfo) -> dict[str, Any] | None:
+    return _user(_context(info), obj["user"])
+
+
+def _user(ctx: Context, username: str) -> dict[str, Any] | None:
+    if username != ctx.viewer.username and not may_see_other_users(ctx.viewer):
+        raise Forbidden("forbidden")
+    row = ctx.user(username)
+    if row is None:
+        return None
+    return {"username": row["username"], "name": row["name"] or "", "email": row["email"] or ""}
+
+
+@query.field("user")
+def resolve_user(_: Any, info: GraphQLResolveInfo, username: str) -> dict[str, Any] | None:
+    return _user(_context(info), username)
+
+
+@job_type.field("concurrentJobs")
+def resolve_concurrent_jobs(obj: dict[str, Any], info: GraphQLResolveInfo) -> dict[str, Any] | None:
+    """Jobs sharing the job's first host while it ran (only for shared nodes and jobs over ten minutes)."""
+    if obj["shared"] == "none" or obj["duration"] <= CONCURRENT_MIN_DURATION:
+        return None
+    hosts = resources(obj["row"]["resources"])
+    if not hosts:
+        return None
+    ctx = _context(info)
+    start = int(obj["startTime"])
+    stop = int(ctx.now) if obj["state"] == "running" else start + int(obj["duration"])
+    each = func.json_each(job.c.resources).table_valued("value").alias("resource")
+    on_host = exists(select(1).select_from(each).where(
+        literal_column("json_extract(resource.value, '$.hostname')") == hosts[0].get("hostname")))
+    overlapping = or_(
+        and_(job.c.job_state != "running", job.c.start_time < stop - CONCURRENT_SLACK,
+             job.c.start_time + job.c.duration > start + CONCURRENT_SLACK),
+        and_(job.c.job_state == "running", job.c.start_time <= stop - CONCURRENT_SLACK),
+    )
+    stmt = (select(job.c.id, job.c.job_id)
+            .where(job.c.cluster == obj["cluster"], overlapping, on_host, job_visibility(ctx.viewer))
+            .order_by(job.c.id))
+    items = [{"id": row.id, "jobId": row.job_id} for row in ctx.db.execute(stmt)]
+    list_query = "&".join([f"cluster={obj['cluster']}", *(f"jobId={i['jobId']}" for i in items)])
+    return {"listQuery": list_query, "items": items, "count": len(items)}
+
+
+@query.field("clusters")
+def resolve_clusters(_: Any, info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    return cluster_objects(ctx.services.clusters, ctx.db)
+
+
+@query.field("tags")
+def resolve_tags(_: Any, info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    stmt = select(tag.c.id, tag.c.tag_type, tag.c.tag_name, tag.c.tag_scope).where(
+        tag_visibility(ctx.viewer)).order_by(tag.c.id)
+    return [tag_object(row) for row in ctx.db.execute(stmt)]
+
+
+@query.field("globalMetrics")
+def resolve_global_metrics(_: Any, info: GraphQLResolveInfo) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    return global_metrics(ctx.services.clusters, ctx.viewer)
+
+
+OBJECT_TYPES = [query, job_type, job_result_list]

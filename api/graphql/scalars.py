@@ -1,0 +1,93 @@
+"""The schema's scalars, with cc-backend's output: RFC 3339 times, NaN as null, enums as lower-case strings."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from ariadne import ScalarType
+from graphql import GraphQLError
+
+from streams.events.bounds import INT64_MAX
+from streams.events.payloads import JobState
+
+time_scalar = ScalarType("Time")
+any_scalar = ScalarType("Any")
+nullable_float = ScalarType("NullableFloat")
+metric_scope = ScalarType("MetricScope")
+job_state = ScalarType("JobState")
+scheduler_state = ScalarType("SchedulerState")
+monitoring_state = ScalarType("MonitoringState")
+
+JOB_STATES: frozenset[str] = frozenset(JobState.__args__)  # type: ignore[attr-defined]
+METRIC_SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")
+
+
+@time_scalar.serializer
+def serialize_time(value: Any) -> str:
+    """Unix seconds as RFC 3339 in UTC, as Go's time.Time marshals them."""
+    return datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@time_scalar.value_parser
+def parse_time(value: Any) -> int:
+    """An RFC 3339 time (or unix seconds, which cc-backend's gqlgen also takes) as unix seconds."""
+    if isinstance(value, bool):
+        raise GraphQLError("Time: expected an RFC 3339 string")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise GraphQLError(f"Time: {value[:64]!r} is not an RFC 3339 time") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = int(parsed.timestamp())
+    else:
+        raise GraphQLError("Time: expected an RFC 3339 string")
+    if not 0 <= seconds <= INT64_MAX:
+        raise GraphQLError(f"Time: {value!r} is out of range")
+    return seconds
+
+
+@nullable_float.serializer
+def serialize_nullable_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+@any_scalar.serializer
+def serialize_any(value: Any) -> Any:
+    return value
+
+
+@metric_scope.value_parser
+def parse_metric_scope(value: Any) -> str:
+    if value not in METRIC_SCOPES:
+        raise GraphQLError(f"MetricScope: {str(value)[:64]!r} is not one of {', '.join(METRIC_SCOPES)}")
+    return str(value)
+
+
+@job_state.value_parser
+def parse_job_state(value: Any) -> str:
+    if value not in JOB_STATES:
+        raise GraphQLError(f"JobState: {str(value)[:64]!r} is not one of {', '.join(sorted(JOB_STATES))}")
+    return str(value)
+
+
+def _string(name: str) -> Any:
+    def parse(value: Any) -> str:
+        if not isinstance(value, str) or len(value) > 255:
+            raise GraphQLError(f"{name}: expected a string of at most 255 characters")
+        return value
+    return parse
+
+
+scheduler_state.set_value_parser(_string("SchedulerState"))
+monitoring_state.set_value_parser(_string("MonitoringState"))
+
+SCALARS = [time_scalar, any_scalar, nullable_float, metric_scope, job_state, scheduler_state, monitoring_state]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -23,12 +24,29 @@ from api.graphql.jobquery import (
     page_of_jobs,
     resources,
 )
+from api.graphql.statistics import (
+    COUNT_HISTOGRAMS,
+    GROUP_COLUMNS,
+    HISTOGRAMS,
+    StatisticsRequest,
+    asks_for_running_jobs,
+    count_histogram,
+    duration_histogram,
+    filtered_cluster,
+    metric_bins,
+    metric_histogram,
+    metric_scale,
+    selected_fields,
+    totals,
+)
+from api.graphql.unsupported import NotSupportedYet
 from api.graphql.viewer import Forbidden, job_visibility, may_see_other_users, tag_visibility
 from projections import schema
 
 job, tag = schema.job, schema.tag
 
 query = QueryType()
+_METRIC_NAME = re.compile(r"^[a-zA-Z0-9_]+$")
 job_type = ObjectType("Job")
 job_result_list = ObjectType("JobResultList")
 
@@ -177,6 +195,51 @@ def resolve_tags(_: Any, info: GraphQLResolveInfo) -> list[dict[str, Any]]:
 def resolve_global_metrics(_: Any, info: GraphQLResolveInfo) -> list[dict[str, Any]]:
     ctx = _context(info)
     return global_metrics(ctx.services.clusters, ctx.viewer)
+
+
+@query.field("jobsStatistics")
+def resolve_jobs_statistics(_: Any, info: GraphQLResolveInfo, filter: list[dict[str, Any]] | None = None,
+                            metrics: list[str] | None = None, page: dict[str, Any] | None = None,
+                            sortBy: str | None = None, groupBy: str | None = None,
+                            numDurationBins: str | None = None, numMetricBins: int | None = None
+                            ) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    fields = selected_fields(info)
+    conditions = [job_visibility(ctx.viewer), *filter_conditions(filter, now=ctx.now)]
+    histograms = fields & set(HISTOGRAMS)
+    if groupBy is not None and histograms:
+        kind = "metric histograms" if histograms == {"histMetrics"} else "histograms"
+        raise QueryError(f"{kind} only implemented without groupBy argument")
+    if groupBy is not None and groupBy not in GROUP_COLUMNS:
+        raise QueryError(f"cannot group by {groupBy}")
+    request = StatisticsRequest(conditions, fields, ctx.now, ctx.services.settings.main.short_running_jobs_duration,
+                                groupBy, sortBy, page)
+    result = totals(ctx.db, request)
+    if groupBy is None:
+        stats = result[0]
+        if "histDuration" in fields:
+            stats["histDuration"] = duration_histogram(ctx.db, conditions, ctx.now, numDurationBins)
+        for name, column in COUNT_HISTOGRAMS.items():
+            if name in fields:
+                stats[name] = count_histogram(ctx.db, conditions, column)
+        if "histMetrics" in fields:
+            stats["histMetrics"] = _metric_histograms(ctx, filter, conditions, metrics or [], numMetricBins)
+    return result
+
+
+def _metric_histograms(ctx: Context, filters: list[dict[str, Any]] | None, conditions: list[Any],
+                       metrics: list[str], bins: int | None) -> list[dict[str, Any]]:
+    """Footprint histograms of finished jobs; the live path of running jobs needs the metric store."""
+    if asks_for_running_jobs(filters):
+        raise NotSupportedYet("histMetrics of running jobs is not supported yet by ccstream")
+    count = metric_bins(bins)
+    cluster = filtered_cluster(filters)
+    out = []
+    for metric in metrics:
+        scale = metric_scale(ctx.services.clusters, metric, cluster) if _METRIC_NAME.match(metric) else None
+        if scale is not None:
+            out.append(metric_histogram(ctx.db, conditions, metric, scale, count))
+    return out
 
 
 OBJECT_TYPES = [query, job_type, job_result_list]

@@ -78,7 +78,7 @@ def graphql_app(tmp_path_factory: pytest.TempPathFactory, closer: Any) -> Iterat
         patch.setenv("JWT_PRIVATE_KEY", private)
         tmp: Path = tmp_path_factory.mktemp("graphql")
         factory = AppFactory(tmp, make_archive(tmp / "job-archive"), closer)
-        http = factory()
+        http = factory({"archiver": {"enabled": False}})  # footprints: the tests append job.archived
         tok = tokens_for(public, private)
         services = http.app.state.services  # type: ignore[attr-defined]
         services.log.append([

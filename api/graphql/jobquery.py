@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, RowMapping, Select, and_, func, select
+from sqlalchemy import ColumnElement, Connection, RowMapping, Select, and_, func, select, true
 
 from projections import schema
 
@@ -76,20 +76,20 @@ class Page:
 
 def page_of_jobs(conn: Connection, conditions: Sequence[ColumnElement[bool]], order: Mapping[str, Any] | None,
                  page: Page) -> list[RowMapping]:
-    stmt: Select[Any] = select(job).where(and_(*conditions)).order_by(*order_clause(order))
+    stmt: Select[Any] = select(job).where(and_(true(), *conditions)).order_by(*order_clause(order))
     if page.limit is not None:
         stmt = stmt.limit(page.limit).offset(page.offset)
     return list(conn.execute(stmt).mappings())
 
 
 def count_jobs(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> int:
-    return int(conn.execute(select(func.count()).select_from(job).where(and_(*conditions))).scalar_one())
+    return int(conn.execute(select(func.count()).select_from(job).where(and_(true(), *conditions))).scalar_one())
 
 
 def has_next_page(conn: Connection, conditions: Sequence[ColumnElement[bool]], page: Page) -> bool:
     if page.limit is None:
         return False
-    stmt = select(job.c.id).where(and_(*conditions)).limit(1).offset(page.offset + page.limit)
+    stmt = select(job.c.id).where(and_(true(), *conditions)).limit(1).offset(page.offset + page.limit)
     return conn.execute(stmt).first() is not None
 
 

@@ -24,6 +24,7 @@ from api.graphql.jobquery import (
     page_of_jobs,
     resources,
 )
+from api.graphql.nodes import allocated_nodes, newest_states, node_conditions, state_counts, states_timed
 from api.graphql.statistics import (
     COUNT_HISTOGRAMS,
     GROUP_COLUMNS,
@@ -40,7 +41,7 @@ from api.graphql.statistics import (
     totals,
 )
 from api.graphql.unsupported import NotSupportedYet
-from api.graphql.viewer import Forbidden, job_visibility, may_see_other_users, tag_visibility
+from api.graphql.viewer import Forbidden, job_visibility, may_see_other_users, require_node_access, tag_visibility
 from projections import schema
 
 job, tag = schema.job, schema.tag
@@ -49,6 +50,7 @@ query = QueryType()
 _METRIC_NAME = re.compile(r"^[a-zA-Z0-9_]+$")
 job_type = ObjectType("Job")
 job_result_list = ObjectType("JobResultList")
+node_type = ObjectType("Node")
 
 #: cc-backend lists a job's concurrent jobs only for shared nodes and jobs longer than this (s).
 CONCURRENT_MIN_DURATION = 600
@@ -242,4 +244,59 @@ def _metric_histograms(ctx: Context, filters: list[dict[str, Any]] | None, condi
     return out
 
 
-OBJECT_TYPES = [query, job_type, job_result_list]
+def _nodes(info: GraphQLResolveInfo, filters: list[dict[str, Any]] | None, *, with_meta: bool) -> dict[str, Any]:
+    ctx = _context(info)
+    require_node_access(ctx.viewer)
+    items = newest_states(ctx.db, node_conditions(filters), with_meta=with_meta)
+    return {"items": items, "count": len(items)}
+
+
+@query.field("nodes")
+def resolve_nodes(_: Any, info: GraphQLResolveInfo, filter: list[dict[str, Any]] | None = None,
+                  order: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Nodes with their newest state, by hostname (`order` is ignored, as in cc-backend)."""
+    return _nodes(info, filter, with_meta=False)
+
+
+@query.field("nodesWithMeta")
+def resolve_nodes_with_meta(_: Any, info: GraphQLResolveInfo, filter: list[dict[str, Any]] | None = None,
+                            order: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _nodes(info, filter, with_meta=True)
+
+
+@query.field("node")
+def resolve_node(_: Any, info: GraphQLResolveInfo, id: Any) -> dict[str, Any] | None:
+    ctx = _context(info)
+    require_node_access(ctx.viewer)
+    found = newest_states(ctx.db, [], with_meta=True, node_id=_db_id(id))
+    return found[0] if found else None
+
+
+@node_type.field("id")
+def resolve_node_id(obj: dict[str, Any], _info: GraphQLResolveInfo) -> str:
+    return str(obj["id"])
+
+
+@query.field("nodeStates")
+def resolve_node_states(_: Any, info: GraphQLResolveInfo, filter: list[dict[str, Any]] | None = None
+                        ) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    require_node_access(ctx.viewer)
+    return state_counts(ctx.db, node_conditions(filter))
+
+
+@query.field("nodeStatesTimed")
+def resolve_node_states_timed(_: Any, info: GraphQLResolveInfo, type: str,
+                              filter: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    require_node_access(ctx.viewer)
+    return states_timed(ctx.db, filter, type)
+
+
+@query.field("allocatedNodes")
+def resolve_allocated_nodes(_: Any, info: GraphQLResolveInfo, cluster: str) -> list[dict[str, Any]]:
+    """Hosts held by running jobs per subcluster; like cc-backend, for every signed-in account."""
+    return allocated_nodes(_context(info).db, cluster)
+
+
+OBJECT_TYPES = [query, job_type, job_result_list, node_type]

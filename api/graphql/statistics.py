@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import FieldNode, FragmentSpreadNode, GraphQLResolveInfo, InlineFragmentNode, SelectionSetNode
-from sqlalchemy import Case, ColumnElement, Connection, Integer, and_, case, cast, distinct, func, select
+from sqlalchemy import Case, ColumnElement, Connection, Integer, and_, case, cast, distinct, func, select, true
 
 from api.graphql.jobquery import QueryError
 from projections import schema
@@ -106,7 +106,7 @@ def totals(conn: Connection, request: StatisticsRequest) -> list[dict[str, Any]]
     """One element without `groupBy`, else one per group (sorted and paged as asked)."""
     wanted = {name: expr for name, expr in aggregates(request.now, request.short_jobs_below).items()
               if name in request.fields or SORT_FIELDS.get(request.sort_by or "") == name}
-    where = and_(*request.conditions)
+    where = and_(true(), *request.conditions)
     if request.group_by is None:
         values: dict[str, int] = {}
         if wanted:
@@ -157,7 +157,7 @@ def duration_histogram(conn: Connection, conditions: Sequence[ColumnElement[bool
     d = elapsed(now)
     bin_of = (d / width + 1).label("bin")
     stmt = (select(cast(bin_of, Integer).label("bin"), func.count().label("n")).select_from(job)
-            .where(and_(*conditions), d < width * count, d >= 0).group_by("bin"))
+            .where(and_(true(), *conditions), d < width * count, d >= 0).group_by("bin"))
     counts = {int(r.bin): int(r.n) for r in conn.execute(stmt)}
     return [{"value": i * width, "count": counts.get(i, 0)} for i in range(1, count + 1)]
 
@@ -166,7 +166,7 @@ def count_histogram(conn: Connection, conditions: Sequence[ColumnElement[bool]],
                     ) -> list[dict[str, int]]:
     """The values that occur (ascending) and how many jobs have each; no bins without jobs."""
     value = func.coalesce(column, 0)
-    stmt = (select(value.label("value"), func.count().label("n")).select_from(job).where(and_(*conditions))
+    stmt = (select(value.label("value"), func.count().label("n")).select_from(job).where(and_(true(), *conditions))
             .group_by(value).order_by(value))
     return [{"value": int(r.value), "count": int(r.n)} for r in conn.execute(stmt)]
 
@@ -211,7 +211,7 @@ def metric_histogram(conn: Connection, conditions: Sequence[ColumnElement[bool]]
     value = func.json_extract(job.c.footprint, f"$.{metric}_{scale.stat}")
     bin_of = case((value >= scale.peak, bins), else_=cast(value / scale.peak * bins, Integer) + 1)
     stmt = (select(bin_of.label("bin"), func.count().label("n")).select_from(job)
-            .where(and_(*conditions), func.json_valid(job.c.footprint) == 1, value.is_not(None), value >= 0,
+            .where(and_(true(), *conditions), func.json_valid(job.c.footprint) == 1, value.is_not(None), value >= 0,
                    value <= scale.peak)
             .group_by("bin"))
     counts = {int(r.bin): int(r.n) for r in conn.execute(stmt)}

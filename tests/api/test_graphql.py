@@ -284,8 +284,9 @@ def test_depth_and_complexity_are_counted_through_fragments() -> None:
 
 def test_a_field_not_answered_yet_is_an_error_naming_it(gql: tuple[Gql, dict[int, int]]) -> None:
     client, _ = gql
-    errors = client.errors('query { allocatedNodes(cluster: "fritz") { name count } }')
-    assert errors[0]["message"] == "allocatedNodes is not supported yet by ccstream"
+    errors = client.errors('query { clusterMetrics(cluster: "fritz", from: "2023-02-09T00:00:00Z",'
+                           ' to: "2023-02-10T00:00:00Z") { nodeCount } }')
+    assert errors[0]["message"] == "clusterMetrics is not supported yet by ccstream"
 
 
 def test_paging_arguments(gql: tuple[Gql, dict[int, int]]) -> None:

@@ -42,12 +42,13 @@ def check_scopes(scopes: Sequence[str]) -> None:
 
 
 def named_metrics(services: Services, row: RowMapping, metrics: Sequence[str] | None, scopes: Sequence[str],
-                  max_points: int) -> Iterator[dict[str, Any]]:
+                  max_points: int, *, resolution: int = 0) -> Iterator[dict[str, Any]]:
     """cc-backend's `[]JobMetricWithName` of one job (by metric name, then scope), entry by entry.
 
     While the job runs, its data comes from the metric store a few metrics at a time (BATCH_POINTS), so
     a big job is never in memory all at once; more than `max_points` in all is refused (400) before
-    anything is read. Archived data comes from the archive file as a whole."""
+    anything is read. Archived data comes from the archive file as a whole; `resolution` (seconds per
+    point, 0 native) applies to the metric store's answer."""
     check_scopes(scopes)
     if int(row["monitoring_status"]) == ARCHIVED and services.archive is not None:
         try:
@@ -64,7 +65,7 @@ def named_metrics(services: Services, row: RowMapping, metrics: Sequence[str] | 
         raise ApiError(500, "no metric source is configured")
     request = dataclasses.replace(
         data_request(_job_of(row)), metrics=tuple(metrics) if metrics is not None else None, scopes=tuple(scopes),
-        checkpoint=checkpoint,
+        checkpoint=checkpoint, resolution=resolution,
     )
     points = source.job_points(request)
     total = sum(points.values())

@@ -8,11 +8,12 @@ from typing import Any
 import orjson
 from ariadne import ObjectType, QueryType
 from graphql import GraphQLResolveInfo
-from sqlalchemy import and_, exists, func, literal_column, or_, select
+from sqlalchemy import RowMapping, and_, exists, func, literal_column, or_, select
 
 from api.graphql.clusters import cluster_objects, global_metrics
 from api.graphql.context import Context, tag_object
 from api.graphql.jobfilter import filter_conditions
+from api.graphql.jobmetrics import job_metrics, job_stats, scoped_job_stats
 from api.graphql.jobquery import (
     Page,
     QueryError,
@@ -43,6 +44,7 @@ from api.graphql.statistics import (
 from api.graphql.unsupported import NotSupportedYet
 from api.graphql.viewer import Forbidden, job_visibility, may_see_other_users, require_node_access, tag_visibility
 from projections import schema
+from projections.queries import statistics_of
 
 job, tag = schema.job, schema.tag
 
@@ -95,16 +97,46 @@ def resolve_has_next_page(result: dict[str, Any], info: GraphQLResolveInfo) -> b
     return has_next_page(_context(info).db, result["conditions"], result["page"])
 
 
-@query.field("job")
-def resolve_job(_: Any, info: GraphQLResolveInfo, id: Any) -> dict[str, Any]:
-    ctx = _context(info)
-    db_id = _db_id(id)
+def _visible_job(ctx: Context, id_: Any) -> RowMapping:
+    db_id = _db_id(id_)
     row = ctx.db.execute(select(job).where(and_(job.c.id == db_id, job_visibility(ctx.viewer)))).mappings().first()
     if row is None:
         raise QueryError(f"no job with id {db_id}")
+    return row
+
+
+@query.field("job")
+def resolve_job(_: Any, info: GraphQLResolveInfo, id: Any) -> dict[str, Any]:
+    ctx = _context(info)
+    row = _visible_job(ctx, id)
     if row["hpc_user"] != ctx.viewer.username and not may_see_other_users(ctx.viewer):
         raise Forbidden("you are not allowed to see this job")
     return job_object(row, ctx.now)
+
+
+@query.field("jobMetrics")
+def resolve_job_metrics(_: Any, info: GraphQLResolveInfo, id: Any, metrics: list[str] | None = None,
+                        scopes: list[str] | None = None, resolution: int | None = None) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    if resolution is not None and resolution < 0:
+        raise QueryError("resolution must not be negative")
+    return job_metrics(ctx.services, _visible_job(ctx, id), metrics, scopes, resolution)
+
+
+@query.field("jobStats")
+def resolve_job_stats(_: Any, info: GraphQLResolveInfo, id: Any, metrics: list[str] | None = None
+                      ) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    row = _visible_job(ctx, id)
+    archived = statistics_of(ctx.db, [int(row["id"])]).get(int(row["id"])) if row["job_state"] != "running" else None
+    return job_stats(ctx.services, row, archived, metrics)
+
+
+@query.field("scopedJobStats")
+def resolve_scoped_job_stats(_: Any, info: GraphQLResolveInfo, id: Any, metrics: list[str] | None = None,
+                             scopes: list[str] | None = None) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    return scoped_job_stats(ctx.services, _visible_job(ctx, id), metrics, scopes)
 
 
 @job_type.field("tags")

@@ -53,11 +53,12 @@ def parse_time(value: Any) -> int:
 
 
 @nullable_float.serializer
-def serialize_nullable_float(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return None if math.isnan(number) or math.isinf(number) else number
+def serialize_nullable_float(value: Any) -> float:
+    """A number, or NaN for a gap, which the answer's JSON writes as null (orjson does for NaN and infinity).
+
+    The schema types the items of series `[NullableFloat!]!`: gqlgen writes null for NaN inside a non-null
+    list, and GraphQL execution would turn a None here into an error, so the gap stays NaN until encoding."""
+    return math.nan if value is None else float(value)
 
 
 @any_scalar.serializer

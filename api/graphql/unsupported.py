@@ -9,8 +9,7 @@ from graphql import GraphQLResolveInfo
 
 #: Query fields of cc-backend's schema without a resolver here yet.
 NOT_SUPPORTED_YET = (
-    "jobMetrics", "jobStats", "scopedJobStats", "jobsMetricStats", "jobsFootprints", "rooflineHeatmap", "nodeMetrics",
-    "nodeMetricsList", "clusterMetrics",
+    "jobsMetricStats", "jobsFootprints", "rooflineHeatmap", "nodeMetrics", "nodeMetricsList", "clusterMetrics",
 )
 
 

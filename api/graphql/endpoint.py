@@ -45,7 +45,6 @@ from api.graphql.limits import MAX_TOKENS, over_limits
 from api.graphql.mutations import mutation
 from api.graphql.resolvers import OBJECT_TYPES
 from api.graphql.scalars import SCALARS
-from api.graphql.unsupported import NotSupportedYet, not_supported_yet
 from api.graphql.viewer import Forbidden
 from api.readpool import read_pool
 from api.responses import JSON
@@ -55,13 +54,13 @@ log = logging.getLogger(__name__)
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphqls"
 #: Errors whose message is meant for the client; any other exception is reported by its type only.
-_EXPECTED = (QueryError, FilterError, Forbidden, ApiError, NotSupportedYet)
+_EXPECTED = (QueryError, FilterError, Forbidden, ApiError)
 
 
 @cache
 def executable_schema() -> GraphQLSchema:
     """cc-backend's schema file with ccstream's resolvers (built once per process)."""
-    return make_executable_schema(load_schema_from_path(str(SCHEMA_FILE)), *OBJECT_TYPES, mutation, not_supported_yet(),
+    return make_executable_schema(load_schema_from_path(str(SCHEMA_FILE)), *OBJECT_TYPES, mutation,
                                   *SCALARS, convert_names_case=False)
 
 

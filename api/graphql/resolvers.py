@@ -25,6 +25,14 @@ from api.graphql.jobquery import (
     page_of_jobs,
     resources,
 )
+from api.graphql.multijob import (
+    footprints,
+    jobs_metric_stats,
+    roofline,
+    running_jobs_for_histograms,
+    running_metric_histogram,
+)
+from api.graphql.nodemetrics import cluster_metrics, node_metrics, node_metrics_list
 from api.graphql.nodes import allocated_nodes, newest_states, node_conditions, state_counts, states_timed
 from api.graphql.statistics import (
     COUNT_HISTOGRAMS,
@@ -41,7 +49,6 @@ from api.graphql.statistics import (
     selected_fields,
     totals,
 )
-from api.graphql.unsupported import NotSupportedYet
 from api.graphql.viewer import Forbidden, job_visibility, may_see_other_users, require_node_access, tag_visibility
 from projections import schema
 from projections.queries import statistics_of
@@ -262,18 +269,83 @@ def resolve_jobs_statistics(_: Any, info: GraphQLResolveInfo, filter: list[dict[
 
 
 def _metric_histograms(ctx: Context, filters: list[dict[str, Any]] | None, conditions: list[Any],
-                       metrics: list[str], bins: int | None) -> list[dict[str, Any]]:
-    """Footprint histograms of finished jobs; the live path of running jobs needs the metric store."""
-    if asks_for_running_jobs(filters):
-        raise NotSupportedYet("histMetrics of running jobs is not supported yet by ccstream")
+                       metrics: list[str], bins: int | None) -> list[dict[str, Any]] | None:
+    """Histograms of footprint values; with a filter for exactly the running jobs, of their live values."""
     count = metric_bins(bins)
     cluster = filtered_cluster(filters)
+    running = running_jobs_for_histograms(ctx.db, conditions) if asks_for_running_jobs(filters) else []
+    if running is None:  # too many running jobs to load each one's data: no histograms, as in cc-backend
+        return None
     out = []
     for metric in metrics:
         scale = metric_scale(ctx.services.clusters, metric, cluster) if _METRIC_NAME.match(metric) else None
-        if scale is not None:
+        if scale is None:
+            continue
+        if asks_for_running_jobs(filters):
+            out.append(running_metric_histogram(ctx.services, running, metric, scale.peak, scale.unit, count))
+        else:
             out.append(metric_histogram(ctx.db, conditions, metric, scale, count))
     return out
+
+
+def _job_conditions(ctx: Context, filters: list[dict[str, Any]] | None) -> list[Any]:
+    return [job_visibility(ctx.viewer), *filter_conditions(filters, now=ctx.now)]
+
+
+@query.field("jobsFootprints")
+def resolve_jobs_footprints(_: Any, info: GraphQLResolveInfo, metrics: list[str],
+                            filter: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    ctx = _context(info)
+    return footprints(ctx.services, ctx.db, _job_conditions(ctx, filter), metrics, ctx.now)
+
+
+@query.field("rooflineHeatmap")
+def resolve_roofline_heatmap(_: Any, info: GraphQLResolveInfo, filter: list[dict[str, Any]], rows: int, cols: int,
+                             minX: float, minY: float, maxX: float, maxY: float
+                             ) -> list[list[float]]:
+    ctx = _context(info)
+    return roofline(ctx.services, ctx.db, _job_conditions(ctx, filter), rows, cols, (minX, minY, maxX, maxY))
+
+
+@query.field("jobsMetricStats")
+def resolve_jobs_metric_stats(_: Any, info: GraphQLResolveInfo, filter: list[dict[str, Any]] | None = None,
+                              metrics: list[str] | None = None) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    return jobs_metric_stats(ctx.services, ctx.db, _job_conditions(ctx, filter), metrics)
+
+
+def _require_staff(ctx: Context) -> None:
+    if not ctx.viewer.has_any_role({"admin", "support"}):
+        raise Forbidden("you need to be administrator or support staff for this query")
+
+
+@query.field("nodeMetrics")
+def resolve_node_metrics(_: Any, info: GraphQLResolveInfo, cluster: str, to: int, nodes: list[str] | None = None,
+                         scopes: list[str] | None = None, metrics: list[str] | None = None,
+                         **time_range: int) -> list[dict[str, Any]]:
+    ctx = _context(info)
+    _require_staff(ctx)
+    return node_metrics(ctx.services, ctx.db, cluster, nodes, scopes, metrics, time_range["from"], to)
+
+
+@query.field("nodeMetricsList")
+def resolve_node_metrics_list(_: Any, info: GraphQLResolveInfo, cluster: str, subCluster: str,
+                              stateFilter: str, nodeFilter: str, to: int, scopes: list[str] | None = None,
+                              metrics: list[str] | None = None, page: dict[str, Any] | None = None,
+                              resolution: int | None = None, **time_range: int) -> dict[str, Any]:
+    ctx = _context(info)
+    _require_staff(ctx)
+    return node_metrics_list(ctx.services, ctx.db, cluster=cluster, subcluster=subCluster, state_filter=stateFilter,
+                             node_filter=nodeFilter, scopes=scopes, metrics=metrics, start=time_range["from"], stop=to,
+                             page=page, resolution=resolution, resampling=ctx.services.settings.main.resampling)
+
+
+@query.field("clusterMetrics")
+def resolve_cluster_metrics(_: Any, info: GraphQLResolveInfo, cluster: str, to: int,
+                            metrics: list[str] | None = None, **time_range: int) -> dict[str, Any]:
+    ctx = _context(info)
+    _require_staff(ctx)
+    return cluster_metrics(ctx.services, cluster, metrics, time_range["from"], to)
 
 
 def _nodes(info: GraphQLResolveInfo, filters: list[dict[str, Any]] | None, *, with_meta: bool) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from api.unsupported import refusals
 from metricstore.settings import ExternalMetricStore, MetricStoreSettings
 from streams.settings import AgentSettings, EventLogSettings, IntakeSettings
 
@@ -306,7 +307,11 @@ def _explain(exc: ValidationError, source: str) -> str:
 
 
 def parse_settings(raw: bytes | str, source: str = "config.json") -> Settings:
-    """Settings from config.json text; ConfigError names the file and every bad key."""
+    """Settings from config.json text; ConfigError names the file and every bad key.
+
+    A key ccstream does not act on yet (`api.unsupported.NOT_SUPPORTED`) set to anything but its default is
+    refused here too, so a server never starts while silently ignoring what its config asks for.
+    """
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -314,9 +319,13 @@ def parse_settings(raw: bytes | str, source: str = "config.json") -> Settings:
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: the top level must be a JSON object")
     try:
-        return Settings.model_validate(value)
+        settings = Settings.model_validate(value)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, source)) from None
+    refused = refusals(settings)
+    if refused:
+        raise ConfigError("\n".join(f"{source}: {line}" for line in refused))
+    return settings
 
 
 def load_settings(path: str | Path | None) -> Settings:

@@ -57,8 +57,9 @@ class CheckpointSettings(_DurationsChecked):
     file_format: Literal["wal", "npy", "json", "avro"] = Field(
         "wal",
         alias="file-format",
-        description="Accepted for cc-backend compatibility. ccstream always writes binary snapshots "
-        "(raw float32 chunks) plus a write-ahead log, which is what cc-backend's 'wal' format means.",
+        description="Format of the snapshot files. ccstream writes binary snapshots (raw float32 chunks) plus a "
+        "write-ahead log, which is what cc-backend's 'wal' format means; 'npy', 'json' and 'avro' are refused at "
+        "start.",
     )
     interval: str = Field("1h", description="Time between two snapshots, as a Go duration ('1h', '30m').")
     directory: str = Field("./var/checkpoints", description="Directory for snapshots and the write-ahead log.")
@@ -134,8 +135,9 @@ class MetricStoreSettings(_DurationsChecked):
         "running jobs are kept longer)."
     )
     num_workers: int = Field(
-        0, alias="num-workers", ge=0, description="Accepted for cc-backend compatibility; the store uses "
-        "one writer and one background thread."
+        0, alias="num-workers", ge=0, description="cc-metric-store's concurrent workers "
+        "for snapshot and archive files (0: its automatic choice). ccstream writes them with one background "
+        "thread, so only 0 is accepted."
     )
     nats_subscriptions: tuple[NatsSubscription, ...] = Field(
         (), alias="nats-subscriptions", description="NATS subjects carrying metric lines."

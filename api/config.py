@@ -58,12 +58,30 @@ class NodeStateRetention(RetentionTarget):
 
 
 class DbConfig(Section):
-    cache_size_mb: int = Field(default=0, alias="cache-size-mb", description="SQLite page cache (MB).")
-    soft_heap_limit_mb: int = Field(default=0, alias="soft-heap-limit-mb", description="SQLite soft heap limit.")
-    max_open_connections: int = Field(default=0, alias="max-open-connections", description="Read pool size.")
-    max_idle_connections: int = Field(default=0, alias="max-idle-connections", description="Idle connections.")
-    max_idle_time_minutes: int = Field(default=0, alias="max-idle-time-minutes", description="Idle time.")
-    busy_timeout_ms: int = Field(default=0, alias="busy-timeout-ms", description="SQLite busy timeout.")
+    """`main.db-config`: memory and connection limits of the job database (cc-backend's keys; 0 keeps ccstream's
+    default, which is not cc-backend's: SQLite's own 2 MB cache, no heap limit)."""
+
+    cache_size_mb: int = Field(default=0, alias="cache-size-mb", ge=0,
+                               description="SQLite page cache per connection in MB (PRAGMA cache_size) of every job "
+                               "database connection; up to this x (max-open-connections + 2) MB in all. 0: SQLite's "
+                               "default (2 MB). Rule of thumb: database size / max-open-connections.")
+    soft_heap_limit_mb: int = Field(default=0, alias="soft-heap-limit-mb", ge=0,
+                                    description="Process-wide SQLite soft heap limit in MB (PRAGMA soft_heap_limit): "
+                                    "SQLite frees cache pages to stay below it. Should be at least cache-size-mb x "
+                                    "max-open-connections. 0: no limit.")
+    max_open_connections: int = Field(default=0, alias="max-open-connections", ge=0,
+                                      description="Most read connections to the job database at once; a read beyond "
+                                      "waits for one (up to reads.timeout). At least reads.workers. 0: 15.")
+    max_idle_connections: int = Field(default=0, alias="max-idle-connections", ge=0,
+                                      description="Read connections kept open between reads (at most "
+                                      "max-open-connections). 0: 5.")
+    max_idle_time_minutes: int = Field(default=0, alias="max-idle-time-minutes", ge=0,
+                                       description="Minutes a read connection may sit idle; an older one is closed and "
+                                       "replaced when next taken, releasing its cache. 0: no limit.")
+    busy_timeout_ms: int = Field(default=0, alias="busy-timeout-ms", ge=0,
+                                 description="How long (ms) a read waits on a locked job database (PRAGMA "
+                                 "busy_timeout) before it fails. The projection's own writes keep their 1 s, as they "
+                                 "run where every event append waits behind them. 0: 30000.")
 
 
 class MainSettings(Section):
@@ -97,7 +115,7 @@ class MainSettings(Section):
     systemd_unit: str = Field(default="clustercockpit", alias="systemd-unit", description="Log viewer unit.")
     nodestate_retention: NodeStateRetention | None = Field(default=None, alias="nodestate-retention",
                                                            description="Retention of node state history.")
-    db_config: DbConfig | None = Field(default=None, alias="db-config", description="Database tuning.")
+    db_config: DbConfig | None = Field(default=None, alias="db-config", description="Memory and connection limits of the job database.")
 
 
 class JwtSettings(Section):

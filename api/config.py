@@ -91,8 +91,12 @@ class MainSettings(Section):
     api_allowed_ips: list[str] = Field(default_factory=lambda: ["*"], alias="api-allowed-ips",
                                        description="Client IPs (or CIDR networks) allowed on /api/; `*` for all.")
     api_subjects: ApiSubjects | None = Field(default=None, alias="api-subjects", description="NATS API subjects.")
-    user: str = Field(default="", description="Drop root privileges to this user after binding.")
-    group: str = Field(default="", description="Drop root privileges to this group after binding.")
+    user: str = Field(default="", description="A server started as root switches to this user (and its primary "
+                      "group unless `group` is set) once the listening socket is bound, before any file is opened: "
+                      "var/, the archive and the checkpoint directories must be this user's. Refused at start when "
+                      "not running as root or the user does not exist. Empty: a root server stays root.")
+    group: str = Field(default="", description="The group to switch to (see `user`; given alone, the uid stays "
+                       "root's, as in cc-backend). Refused at start when not root or the group does not exist.")
     disable_authentication: bool = Field(default=False, alias="disable-authentication",
                                          description="Serve everything without authentication (testing only).")
     embed_static_files: bool = Field(default=True, alias="embed-static-files", description="Serve bundled UI.")
@@ -101,8 +105,11 @@ class MainSettings(Section):
     enable_job_taggers: bool = Field(default=False, alias="enable-job-taggers", description="Run taggers.")
     validate_: bool = Field(default=False, alias="validate", description="Validate JSON against the schemas.")
     session_max_age: str = Field(default="168h", alias="session-max-age", description="Web session lifetime.")
-    https_cert_file: str = Field(default="", alias="https-cert-file", description="TLS certificate file.")
-    https_key_file: str = Field(default="", alias="https-key-file", description="TLS key file.")
+    https_cert_file: str = Field(default="", alias="https-cert-file",
+                                 description="TLS certificate (PEM, with its chain): with `https-key-file` the server "
+                                 "answers HTTPS only. Read before root is dropped; an unreadable one stops the start.")
+    https_key_file: str = Field(default="", alias="https-key-file",
+                                description="TLS private key (PEM) of `https-cert-file`; both or neither.")
     redirect_http_to: str = Field(default="", alias="redirect-http-to", description="Redirect port 80 here.")
     machine_state_dir: str = Field(default="./var/machine-state", alias="machine-state-dir",
                                    description="Where machine state files are kept.")
@@ -115,7 +122,8 @@ class MainSettings(Section):
     systemd_unit: str = Field(default="clustercockpit", alias="systemd-unit", description="Log viewer unit.")
     nodestate_retention: NodeStateRetention | None = Field(default=None, alias="nodestate-retention",
                                                            description="Retention of node state history.")
-    db_config: DbConfig | None = Field(default=None, alias="db-config", description="Memory and connection limits of the job database.")
+    db_config: DbConfig | None = Field(default=None, alias="db-config",
+                                       description="Memory and connection limits of the job database.")
 
 
 class JwtSettings(Section):

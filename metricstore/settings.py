@@ -71,7 +71,8 @@ class CheckpointSettings(_DurationsChecked):
 class ArchiveSettings(_DurationsChecked):
     """cc-metric-store's older `archive` section; used when `cleanup` is absent."""
 
-    interval: str = Field("24h", description="How often expired data is archived (legacy section).")
+    interval: str = Field("24h", description="How often expired data is archived and retention applied (legacy "
+                          "section: used only without `cleanup`).")
     directory: str = Field("./var/archive", description="Where Parquet archives are written (legacy section).")
     delete_instead: bool = Field(
         False, alias="delete-instead", description="Delete expired data instead of archiving it."
@@ -203,7 +204,10 @@ class MetricStoreSettings(_DurationsChecked):
 
     @property
     def maintenance_seconds(self) -> float:
-        """How often retention and the memory cap are applied."""
+        """How often retention, the memory cap and the archive step run: `cleanup.interval`, or the legacy
+        `archive.interval` when only the legacy section is given (as for its mode and directory)."""
+        if self.archive is not None and "cleanup" not in self.model_fields_set:
+            return max(1.0, parse_duration(self.archive.interval))
         return max(1.0, parse_duration(self.cleanup.interval))
 
     @property

@@ -93,6 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from api.bootstrap import StartupError, build_services
     from api.httpserver import GatheringHttpProtocol
     from api.privileges import PrivilegeError
+    from api.redirect import RedirectError
     from api.scheduler import ArchiveMaintenance
     from api.serving import ServeError, serve
 
@@ -113,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
               log_level=args.log_level, access_log=False, proxy_headers=bool(proxies),
               forwarded_allow_ips=proxies or None, http=GatheringHttpProtocol,
               timeout_graceful_shutdown=SHUTDOWN_GRACE)
-    except (StartupError, PrivilegeError, ServeError, ValueError) as exc:
+    except (StartupError, PrivilegeError, RedirectError, ServeError, ValueError) as exc:
         raise CliError(str(exc)) from None
 
 
@@ -204,6 +205,7 @@ def cmd_metricstore(args: argparse.Namespace) -> None:
     from api.bootstrap import StartupError, build_authenticator, build_metric_nats
     from api.metricstore_routes import create_metricstore_app
     from api.privileges import PrivilegeError
+    from api.redirect import RedirectError
     from api.serving import ServeError, serve
     from metricstore.store import MetricStore
     from streams.clusters import ClusterRegistry
@@ -222,7 +224,7 @@ def cmd_metricstore(args: argparse.Namespace) -> None:
     try:
         serve(settings.main, host or "127.0.0.1", int(port), build, log_level=args.log_level, access_log=False,
               proxy_headers=False, timeout_graceful_shutdown=SHUTDOWN_GRACE)
-    except (StartupError, PrivilegeError, ServeError, ValueError) as exc:
+    except (StartupError, PrivilegeError, RedirectError, ServeError, ValueError) as exc:
         raise CliError(str(exc)) from None
 
 

@@ -110,7 +110,9 @@ class MainSettings(Section):
                                  "answers HTTPS only. Read before root is dropped; an unreadable one stops the start.")
     https_key_file: str = Field(default="", alias="https-key-file",
                                 description="TLS private key (PEM) of `https-cert-file`; both or neither.")
-    redirect_http_to: str = Field(default="", alias="redirect-http-to", description="Redirect port 80 here.")
+    redirect_http_to: str = Field(default="", alias="redirect-http-to",
+                                  description="An absolute URL: port 80 (every interface) then answers every "
+                                  "request with a 301 to it, e.g. the HTTPS address. Bound before root is dropped.")
     machine_state_dir: str = Field(default="./var/machine-state", alias="machine-state-dir",
                                    description="Where machine state files are kept.")
     stop_jobs_exceeding_walltime: int = Field(default=0, alias="stop-jobs-exceeding-walltime",

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import privileges
 from api.config import MainSettings
+from api.redirect import HttpRedirect
 
 
 class ServeError(RuntimeError):
@@ -42,7 +43,8 @@ def tls_options(main: MainSettings) -> dict[str, Any]:
 def serve(main: MainSettings, host: str, port: int, build: Callable[[], ASGIApp], **options: Any) -> None:
     """Bind, drop root if configured, `build()` the app, serve until stopped.
 
-    The TLS certificate and key are read before root is dropped (they are usually readable by root only).
+    The TLS certificate and key are read, and the `main.redirect-http-to` listener on port 80 is bound,
+    before root is dropped (both usually need root).
     """
     identity = privileges.plan(main.user, main.group)
     late = LateApp()
@@ -52,12 +54,21 @@ def serve(main: MainSettings, host: str, port: int, build: Callable[[], ASGIApp]
     except (OSError, ssl.SSLError) as exc:
         raise ServeError(f"main.https-cert-file {main.https_cert_file!r} / main.https-key-file "
                          f"{main.https_key_file!r}: cannot load the certificate and key: {exc}") from None
-    sock = config.bind_socket()
+    redirect = HttpRedirect(main.redirect_http_to) if main.redirect_http_to else None
+    try:
+        sock = config.bind_socket()
+    except BaseException:
+        if redirect is not None:
+            redirect.stop()
+        raise
     try:
         if identity is not None:
             privileges.drop(identity)
         late.app = build()
-    except BaseException:
+        if redirect is not None:
+            redirect.start()
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
         sock.close()
-        raise
-    uvicorn.Server(config).run(sockets=[sock])
+        if redirect is not None:
+            redirect.stop()

@@ -23,7 +23,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "main.enable-job-taggers": "ccstream's job taggers are not available yet; " + _REMOVE,
     "main.validate": "`ccstream import-archive --verbose` lists schema deviations meanwhile; " + _REMOVE,
     "main.session-max-age": "ccstream has no web login sessions yet; " + _REMOVE,
-    "main.redirect-http-to": "put a reverse proxy in front of ccstream for the redirect; " + _REMOVE,
     "main.short-running-jobs-duration": "ccstream has no web UI yet; " + _REMOVE,
     "main.emission-constant": "ccstream has no web UI yet; " + _REMOVE,
     "main.resampling": "ccstream has no web UI yet (metric queries take an explicit resolution); " + _REMOVE,

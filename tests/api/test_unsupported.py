@@ -22,12 +22,12 @@ SPECS = find_specs()
 
 def test_a_listed_key_at_a_value_that_changes_behaviour_is_refused_naming_file_and_key(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
-    path.write_text('{"main": {"enable-job-taggers": true, "redirect-http-to": "https://x"}}')
+    path.write_text('{"main": {"enable-job-taggers": true, "static-files": "./web"}}')
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     lines = str(caught.value).splitlines()
-    assert lines[0].startswith(f"{path}: `main.enable-job-taggers` is not supported yet: ")
-    assert lines[1].startswith(f"{path}: `main.redirect-http-to` is not supported yet: ")
+    assert lines[0].startswith(f"{path}: `main.static-files` is not supported yet: ")
+    assert lines[1].startswith(f"{path}: `main.enable-job-taggers` is not supported yet: ")
     assert all("remove the key" in line for line in lines)
 
 

@@ -103,7 +103,10 @@ class MainSettings(Section):
     static_files: str = Field(default="", alias="static-files", description="UI files to serve instead.")
     db: str = Field(default="./var/job.db", description="SQLite file of the job database read model.")
     enable_job_taggers: bool = Field(default=False, alias="enable-job-taggers", description="Run taggers.")
-    validate_: bool = Field(default=False, alias="validate", description="Validate JSON against the schemas.")
+    validate_: bool = Field(default=False, alias="validate",
+                            description="`import-archive` and `import-job` refuse (count as failed) a job whose "
+                            "meta.json deviates from the job archive schema; without it such jobs are imported and "
+                            "their deviations reported.")
     session_max_age: str = Field(default="168h", alias="session-max-age", description="Web session lifetime.")
     https_cert_file: str = Field(default="", alias="https-cert-file",
                                  description="TLS certificate (PEM, with its chain): with `https-key-file` the server "

@@ -21,7 +21,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "main.embed-static-files": "ccstream has no web UI yet; " + _REMOVE,
     "main.static-files": "ccstream has no web UI yet; " + _REMOVE,
     "main.enable-job-taggers": "ccstream's job taggers are not available yet; " + _REMOVE,
-    "main.validate": "`ccstream import-archive --verbose` lists schema deviations meanwhile; " + _REMOVE,
     "main.session-max-age": "ccstream has no web login sessions yet; " + _REMOVE,
     "main.short-running-jobs-duration": "ccstream has no web UI yet; " + _REMOVE,
     "main.emission-constant": "ccstream has no web UI yet; " + _REMOVE,

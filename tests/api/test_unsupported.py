@@ -35,7 +35,7 @@ def test_listed_keys_at_their_defaults_are_accepted() -> None:
     """cc-backend config files spell out harmless defaults; they must keep loading."""
     settings = parse_settings(orjson.dumps({
         "main": {"embed-static-files": True, "systemd-unit": "clustercockpit", "short-running-jobs-duration": 300,
-                 "session-max-age": "168h", "validate": False},
+                 "session-max-age": "168h", "emission-constant": 0},
         "cron": {"commit-job-worker": "1m", "duration-worker": "5m", "footprint-worker": "10m"},
         "metric-store": {"num-workers": 0, "checkpoints": {"file-format": "wal"}},
     }))
@@ -85,12 +85,12 @@ def test_cc_backend_example_config_is_refused_for_exactly_what_ccstream_does_not
 
 
 def test_ccstream_serve_with_a_listed_key_exits_non_zero_with_the_message(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text('{"main": {"https-cert-file": "", "validate": true}}')
+    (tmp_path / "config.json").write_text('{"main": {"https-cert-file": "", "enable-job-taggers": true}}')
     env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_")}
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run([sys.executable, "-m", "api.cli", "serve"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, env=env, check=False)
     assert done.returncode == 1
-    assert done.stderr.strip() == (f"ccstream: config.json: `main.validate` is not supported yet: "
-                                   f"{NOT_SUPPORTED['main.validate']}")
+    assert done.stderr.strip() == (f"ccstream: config.json: `main.enable-job-taggers` is not supported yet: "
+                                   f"{NOT_SUPPORTED['main.enable-job-taggers']}")
     assert not (tmp_path / "var").exists()  # nothing was started or created

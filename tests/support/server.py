@@ -92,8 +92,9 @@ class CcstreamServer:
         self.starts = 0
         #: Extra arguments of `ccstream serve` (e.g. `--forwarded-allow-ips`).
         self.serve_args: tuple[str, ...] = ()
+        self._exe = ccstream_executable()
         #: How `ccstream` is run: the console script, or e.g. `[python, "-m", "api.cli"]`.
-        self._command = list(command) if command else [ccstream_executable()]
+        self._command = list(command) if command else [self._exe]
         self._env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         self._output = self.workdir / "server.log"
         #: The CA that signed the server's certificate when it serves HTTPS (`main.https-cert-file`).

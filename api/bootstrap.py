@@ -22,7 +22,7 @@ from metricstore.settings import NatsConnection
 from metricstore.source import InProcessMetricSource, MetricSource
 from metricstore.store import MetricStore
 from projections import queries
-from projections.db import reader_engine, writer_engine
+from projections.db import DEFAULT_TUNING, SqliteTuning, reader_engine, writer_engine
 from projections.jobdb import JobDatabaseProjection
 from projections.lookup import JobLookup
 from projections.userdir import UserDirectory
@@ -46,6 +46,30 @@ class StartupError(RuntimeError):
 #: log's writer thread (AgentRunner.apply_committed), where every append waits behind it; a longer hold
 #: (`replay rebuild` swapping in a rebuilt file) fails the batch instead and leaves it to the agent's thread.
 JOB_DATABASE_LOCK_WAIT = 1.0
+
+
+def job_database_tuning(settings: Settings) -> SqliteTuning:
+    """`main.db-config` as limits of the job database's connections; a key left at 0 keeps ccstream's default.
+
+    cc-backend's sizing rule holds here too: the page cache is per connection, so up to
+    `cache-size-mb` x `max-open-connections` (plus the writer's and the stop answers' lookups) may be used,
+    and `soft-heap-limit-mb` should be at least that. Fewer read connections than `reads.workers` would
+    leave read workers waiting for a connection instead of for work, so that is refused.
+    """
+    db = settings.main.db_config
+    if db is None:
+        return SqliteTuning(pool_timeout=settings.reads.timeout)
+    max_open = db.max_open_connections or DEFAULT_TUNING.max_open
+    if max_open < settings.reads.workers:
+        raise StartupError(f"main.db-config.max-open-connections {max_open} is below reads.workers "
+                           f"({settings.reads.workers}): every read worker needs a connection; raise it or "
+                           "lower reads.workers")
+    return SqliteTuning(
+        cache_size_kib=db.cache_size_mb * 1024, soft_heap_limit_bytes=db.soft_heap_limit_mb * 1024 * 1024,
+        busy_timeout_ms=db.busy_timeout_ms or DEFAULT_TUNING.busy_timeout_ms, max_open=max_open,
+        max_idle=min(db.max_idle_connections or DEFAULT_TUNING.max_idle, max_open),
+        max_idle_seconds=db.max_idle_time_minutes * 60.0, pool_timeout=settings.reads.timeout,
+    )
 
 
 def open_log(settings: Settings) -> EventLog:
@@ -283,11 +307,12 @@ def build_services(settings: Settings, health: NodeHealth | None = None) -> Serv
         clusters = ClusterRegistry.load(Path(settings.archive.path))
     except ValueError as exc:
         raise StartupError(str(exc)) from None
+    tuning = job_database_tuning(settings)
     event_log = open_log(settings)
     db_path = Path(settings.main.db)
-    writer = writer_engine(db_path, lock_wait=JOB_DATABASE_LOCK_WAIT)
+    writer = writer_engine(db_path, lock_wait=JOB_DATABASE_LOCK_WAIT, tuning=tuning)
     projection = JobDatabaseProjection(writer)
-    reader = reader_engine(db_path)
+    reader = reader_engine(db_path, tuning)
     users = UserDirectory(reader)
     projection.users_changed.append(users.invalidate)
     authenticator = build_authenticator(settings, users)
@@ -300,7 +325,7 @@ def build_services(settings: Settings, health: NodeHealth | None = None) -> Serv
                        user_exists=lambda name: users.lookup(name) is not None)
     auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
     services = Services(settings, event_log, clusters, writer, reader, projection, runner, intake, auth,
-                        JobLookup(db_path))
+                        JobLookup(db_path, tuning))
     services.archive = open_archive(settings.archive)
     services.metric_store, services.metric_source = build_metrics(settings, clusters, reader)
     services.metric_nats = build_metric_nats(settings, services.metric_store)

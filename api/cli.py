@@ -88,31 +88,34 @@ def _install_cluster(template: Path, archive: Path) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    """Run the server until interrupted."""
-    import uvicorn
-
+    """Run the server until interrupted: bind, drop root (`main.user`/`main.group`), open everything, serve."""
     from api.app import create_app
     from api.bootstrap import StartupError, build_services
     from api.httpserver import GatheringHttpProtocol
+    from api.privileges import PrivilegeError
+    from api.redirect import RedirectError
     from api.scheduler import ArchiveMaintenance
+    from api.serving import ServeError, serve
 
     settings = cli_settings(args)
     try:
         ArchiveMaintenance(settings)  # a bad archive.retention stops the start with its message
-        services = build_services(settings)
-    except (StartupError, ValueError) as exc:
+    except ValueError as exc:
         raise CliError(str(exc)) from None
     # The event loop, the log writer and the agents share one interpreter lock; a shorter switch interval
     # lets the loop get it back sooner after each SQLite call (measured: ~20% more events/s).
     sys.setswitchinterval(0.0005)
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
-    app = create_app(services, dev=args.dev)
     # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise; the IP allow-list must see the
     # socket peer, so forwarded headers count only from the proxies named with --forwarded-allow-ips.
     proxies = args.forwarded_allow_ips
-    uvicorn.run(app, host=host or "0.0.0.0", port=int(port), log_level=args.log_level, access_log=False,
-                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None, http=GatheringHttpProtocol,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE)
+    try:
+        serve(settings.main, host or "0.0.0.0", int(port), lambda: create_app(build_services(settings), dev=args.dev),
+              log_level=args.log_level, access_log=False, proxy_headers=bool(proxies),
+              forwarded_allow_ips=proxies or None, http=GatheringHttpProtocol,
+              timeout_graceful_shutdown=SHUTDOWN_GRACE)
+    except (StartupError, PrivilegeError, RedirectError, ServeError, ValueError) as exc:
+        raise CliError(str(exc)) from None
 
 
 def _append_user_event(settings: Settings, event_type: str, data: dict[str, object]) -> None:
@@ -196,27 +199,33 @@ def cmd_jwt(args: argparse.Namespace) -> None:
 
 def cmd_metricstore(args: argparse.Namespace) -> None:
     """Run the metric store alone (cc-metric-store's API), for sites that scale it out."""
-    import uvicorn
+    from starlette.types import ASGIApp
 
     from api.auth import ApiAuth
     from api.bootstrap import StartupError, build_authenticator, build_metric_nats
     from api.metricstore_routes import create_metricstore_app
+    from api.privileges import PrivilegeError
+    from api.redirect import RedirectError
+    from api.serving import ServeError, serve
     from metricstore.store import MetricStore
     from streams.clusters import ClusterRegistry
 
     settings = cli_settings(args)
-    try:
+
+    def build() -> ASGIApp:
         clusters = ClusterRegistry.load(Path(settings.archive.path))
         authenticator = build_authenticator(settings)
-    except (StartupError, ValueError) as exc:
-        raise CliError(str(exc)) from None
-    store = MetricStore(settings.metric_store, clusters.clusters())
-    subscriber = build_metric_nats(settings, store)
-    auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
-    app = create_metricstore_app(store, auth.dependency("api"), services=(subscriber,) if subscriber else ())
+        store = MetricStore(settings.metric_store, clusters.clusters())
+        subscriber = build_metric_nats(settings, store)
+        auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
+        return create_metricstore_app(store, auth.dependency("api"), services=(subscriber,) if subscriber else ())
+
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
-    uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level=args.log_level, access_log=False,
-                proxy_headers=False, timeout_graceful_shutdown=SHUTDOWN_GRACE)
+    try:
+        serve(settings.main, host or "127.0.0.1", int(port), build, log_level=args.log_level, access_log=False,
+              proxy_headers=False, timeout_graceful_shutdown=SHUTDOWN_GRACE)
+    except (StartupError, PrivilegeError, RedirectError, ServeError, ValueError) as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:

@@ -142,7 +142,8 @@ def cmd_import_archive(args: argparse.Namespace) -> None:
         show = sys.stderr.isatty() and not args.no_progress
         total = sum(1 for _ in backend.iter_keys()) if show else None
         with progress_bar(f"importing {backend!r}", total, enabled=show) as advance:
-            report = import_archive(backend, log, batch_size=args.batch, progress=advance, copy_to=copy_to)
+            report = import_archive(backend, log, batch_size=args.batch, progress=advance, copy_to=copy_to,
+                                    validate=settings.main.validate_)
     except (ArchiveError, InvalidName) as exc:
         raise CliError(str(exc)) from None
     finally:
@@ -202,7 +203,7 @@ def cmd_import_job(args: argparse.Namespace) -> None:
         raise CliError(str(exc)) from None
     log = _import_log(settings)
     try:
-        report = import_jobs(backend, log, pairs)
+        report = import_jobs(backend, log, pairs, validate=settings.main.validate_)
     finally:
         log.close()
         backend.close()

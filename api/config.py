@@ -13,6 +13,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from api.unsupported import refusals
 from metricstore.settings import ExternalMetricStore, MetricStoreSettings
 from streams.settings import AgentSettings, EventLogSettings, IntakeSettings
 
@@ -57,12 +58,30 @@ class NodeStateRetention(RetentionTarget):
 
 
 class DbConfig(Section):
-    cache_size_mb: int = Field(default=0, alias="cache-size-mb", description="SQLite page cache (MB).")
-    soft_heap_limit_mb: int = Field(default=0, alias="soft-heap-limit-mb", description="SQLite soft heap limit.")
-    max_open_connections: int = Field(default=0, alias="max-open-connections", description="Read pool size.")
-    max_idle_connections: int = Field(default=0, alias="max-idle-connections", description="Idle connections.")
-    max_idle_time_minutes: int = Field(default=0, alias="max-idle-time-minutes", description="Idle time.")
-    busy_timeout_ms: int = Field(default=0, alias="busy-timeout-ms", description="SQLite busy timeout.")
+    """`main.db-config`: memory and connection limits of the job database (cc-backend's keys; 0 keeps ccstream's
+    default, which is not cc-backend's: SQLite's own 2 MB cache, no heap limit)."""
+
+    cache_size_mb: int = Field(default=0, alias="cache-size-mb", ge=0,
+                               description="SQLite page cache per connection in MB (PRAGMA cache_size) of every job "
+                               "database connection; up to this x (max-open-connections + 2) MB in all. 0: SQLite's "
+                               "default (2 MB). Rule of thumb: database size / max-open-connections.")
+    soft_heap_limit_mb: int = Field(default=0, alias="soft-heap-limit-mb", ge=0,
+                                    description="Process-wide SQLite soft heap limit in MB (PRAGMA soft_heap_limit): "
+                                    "SQLite frees cache pages to stay below it. Should be at least cache-size-mb x "
+                                    "max-open-connections. 0: no limit.")
+    max_open_connections: int = Field(default=0, alias="max-open-connections", ge=0,
+                                      description="Most read connections to the job database at once; a read beyond "
+                                      "waits for one (up to reads.timeout). At least reads.workers. 0: 15.")
+    max_idle_connections: int = Field(default=0, alias="max-idle-connections", ge=0,
+                                      description="Read connections kept open between reads (at most "
+                                      "max-open-connections). 0: 5.")
+    max_idle_time_minutes: int = Field(default=0, alias="max-idle-time-minutes", ge=0,
+                                       description="Minutes a read connection may sit idle; an older one is closed and "
+                                       "replaced when next taken, releasing its cache. 0: no limit.")
+    busy_timeout_ms: int = Field(default=0, alias="busy-timeout-ms", ge=0,
+                                 description="How long (ms) a read waits on a locked job database (PRAGMA "
+                                 "busy_timeout) before it fails. The projection's own writes keep their 1 s, as they "
+                                 "run where every event append waits behind them. 0: 30000.")
 
 
 class MainSettings(Section):
@@ -72,19 +91,31 @@ class MainSettings(Section):
     api_allowed_ips: list[str] = Field(default_factory=lambda: ["*"], alias="api-allowed-ips",
                                        description="Client IPs (or CIDR networks) allowed on /api/; `*` for all.")
     api_subjects: ApiSubjects | None = Field(default=None, alias="api-subjects", description="NATS API subjects.")
-    user: str = Field(default="", description="Drop root privileges to this user after binding.")
-    group: str = Field(default="", description="Drop root privileges to this group after binding.")
+    user: str = Field(default="", description="A server started as root switches to this user (and its primary "
+                      "group unless `group` is set) once the listening socket is bound, before any file is opened: "
+                      "var/, the archive and the checkpoint directories must be this user's. Refused at start when "
+                      "not running as root or the user does not exist. Empty: a root server stays root.")
+    group: str = Field(default="", description="The group to switch to (see `user`; given alone, the uid stays "
+                       "root's, as in cc-backend). Refused at start when not root or the group does not exist.")
     disable_authentication: bool = Field(default=False, alias="disable-authentication",
                                          description="Serve everything without authentication (testing only).")
     embed_static_files: bool = Field(default=True, alias="embed-static-files", description="Serve bundled UI.")
     static_files: str = Field(default="", alias="static-files", description="UI files to serve instead.")
     db: str = Field(default="./var/job.db", description="SQLite file of the job database read model.")
     enable_job_taggers: bool = Field(default=False, alias="enable-job-taggers", description="Run taggers.")
-    validate_: bool = Field(default=False, alias="validate", description="Validate JSON against the schemas.")
+    validate_: bool = Field(default=False, alias="validate",
+                            description="`import-archive` and `import-job` refuse (count as failed) a job whose "
+                            "meta.json deviates from the job archive schema; without it such jobs are imported and "
+                            "their deviations reported.")
     session_max_age: str = Field(default="168h", alias="session-max-age", description="Web session lifetime.")
-    https_cert_file: str = Field(default="", alias="https-cert-file", description="TLS certificate file.")
-    https_key_file: str = Field(default="", alias="https-key-file", description="TLS key file.")
-    redirect_http_to: str = Field(default="", alias="redirect-http-to", description="Redirect port 80 here.")
+    https_cert_file: str = Field(default="", alias="https-cert-file",
+                                 description="TLS certificate (PEM, with its chain): with `https-key-file` the server "
+                                 "answers HTTPS only. Read before root is dropped; an unreadable one stops the start.")
+    https_key_file: str = Field(default="", alias="https-key-file",
+                                description="TLS private key (PEM) of `https-cert-file`; both or neither.")
+    redirect_http_to: str = Field(default="", alias="redirect-http-to",
+                                  description="An absolute URL: port 80 (every interface) then answers every "
+                                  "request with a 301 to it, e.g. the HTTPS address. Bound before root is dropped.")
     machine_state_dir: str = Field(default="./var/machine-state", alias="machine-state-dir",
                                    description="Where machine state files are kept.")
     stop_jobs_exceeding_walltime: int = Field(default=0, alias="stop-jobs-exceeding-walltime",
@@ -96,7 +127,8 @@ class MainSettings(Section):
     systemd_unit: str = Field(default="clustercockpit", alias="systemd-unit", description="Log viewer unit.")
     nodestate_retention: NodeStateRetention | None = Field(default=None, alias="nodestate-retention",
                                                            description="Retention of node state history.")
-    db_config: DbConfig | None = Field(default=None, alias="db-config", description="Database tuning.")
+    db_config: DbConfig | None = Field(default=None, alias="db-config",
+                                       description="Memory and connection limits of the job database.")
 
 
 class JwtSettings(Section):
@@ -306,7 +338,11 @@ def _explain(exc: ValidationError, source: str) -> str:
 
 
 def parse_settings(raw: bytes | str, source: str = "config.json") -> Settings:
-    """Settings from config.json text; ConfigError names the file and every bad key."""
+    """Settings from config.json text; ConfigError names the file and every bad key.
+
+    A key ccstream does not act on yet (`api.unsupported.NOT_SUPPORTED`) set to anything but its default is
+    refused here too, so a server never starts while silently ignoring what its config asks for.
+    """
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -314,9 +350,13 @@ def parse_settings(raw: bytes | str, source: str = "config.json") -> Settings:
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: the top level must be a JSON object")
     try:
-        return Settings.model_validate(value)
+        settings = Settings.model_validate(value)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, source)) from None
+    refused = refusals(settings)
+    if refused:
+        raise ConfigError("\n".join(f"{source}: {line}" for line in refused))
+    return settings
 
 
 def load_settings(path: str | Path | None) -> Settings:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from api.config import Settings
+from api.unsupported import NOT_SUPPORTED, is_listed
 
 TARGET = Path(__file__).resolve().parent.parent / "configs" / "README.md"
 
@@ -19,6 +20,8 @@ HEADER = """# Configuration reference
 ccstream reads `config.json` (cc-backend's format: `main`, `archive`, `auth`, `nats`, `metric-store`,
 `metric-store-external`, `cron`, `ui`, `ui-file`) plus its own sections (`event-log`, `intake`).
 Unknown keys and wrong types are refused at start with the file and the dotted key named.
+Every key acts. The keys marked **not supported yet** are cc-backend's and accepted at their default (cc-backend's
+config files often spell defaults out); any other value is refused at start, naming the key and what to do.
 Secrets come from the environment or `.env`: `JWT_PUBLIC_KEY`, `JWT_PRIVATE_KEY` (Ed25519, base64 as
 cc-backend writes them), `SESSION_KEY`.
 
@@ -46,12 +49,20 @@ def _default(field: Any) -> str:
     return "required"
 
 
+def _marked(key: str, description: str) -> str:
+    if key in NOT_SUPPORTED:
+        return f"**Not supported yet** (refused unless at its default: {NOT_SUPPORTED[key]}). {description}"
+    if is_listed(key):
+        return f"**Not supported yet** (see its section). {description}"
+    return description
+
+
 def rows(model: type[BaseModel], prefix: str = "") -> list[str]:
     """One table row per setting, nested sections after their parent."""
     out: list[str] = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
-        out.append(f"| `{key}` | {_default(field)} | {field.description or ''} |")
+        out.append(f"| `{key}` | {_default(field)} | {_marked(key, field.description or '')} |")
         for nested in _nested_models(field.annotation):
             out.extend(rows(nested, key + "."))
     return out

@@ -30,8 +30,8 @@ class Runtime:
         self.directory = Path(self.settings.checkpoints.directory)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._last_snapshot = time.monotonic()
-        self._last_maintenance = time.monotonic()
+        self._last_snapshot = store.monotonic()
+        self._last_maintenance = store.monotonic()
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -78,8 +78,8 @@ class Runtime:
                 log.exception("metric store background step failed")
 
     def tick(self) -> None:
-        """Maintenance and snapshots when they are due."""
-        now = time.monotonic()
+        """Maintenance (`cleanup.interval`) and snapshots (`checkpoints.interval`) when they are due."""
+        now = self.store.monotonic()
         if now - self._last_maintenance >= self.settings.maintenance_seconds:
             self._last_maintenance = now
             self.maintain()

@@ -57,8 +57,9 @@ class CheckpointSettings(_DurationsChecked):
     file_format: Literal["wal", "npy", "json", "avro"] = Field(
         "wal",
         alias="file-format",
-        description="Accepted for cc-backend compatibility. ccstream always writes binary snapshots "
-        "(raw float32 chunks) plus a write-ahead log, which is what cc-backend's 'wal' format means.",
+        description="Format of the snapshot files. ccstream writes binary snapshots (raw float32 chunks) plus a "
+        "write-ahead log, which is what cc-backend's 'wal' format means; 'npy', 'json' and 'avro' are refused at "
+        "start.",
     )
     interval: str = Field("1h", description="Time between two snapshots, as a Go duration ('1h', '30m').")
     directory: str = Field("./var/checkpoints", description="Directory for snapshots and the write-ahead log.")
@@ -70,7 +71,8 @@ class CheckpointSettings(_DurationsChecked):
 class ArchiveSettings(_DurationsChecked):
     """cc-metric-store's older `archive` section; used when `cleanup` is absent."""
 
-    interval: str = Field("24h", description="How often expired data is archived (legacy section).")
+    interval: str = Field("24h", description="How often expired data is archived and retention applied (legacy "
+                          "section: used only without `cleanup`).")
     directory: str = Field("./var/archive", description="Where Parquet archives are written (legacy section).")
     delete_instead: bool = Field(
         False, alias="delete-instead", description="Delete expired data instead of archiving it."
@@ -134,8 +136,9 @@ class MetricStoreSettings(_DurationsChecked):
         "running jobs are kept longer)."
     )
     num_workers: int = Field(
-        0, alias="num-workers", ge=0, description="Accepted for cc-backend compatibility; the store uses "
-        "one writer and one background thread."
+        0, alias="num-workers", ge=0, description="cc-metric-store's concurrent workers "
+        "for snapshot and archive files (0: its automatic choice). ccstream writes them with one background "
+        "thread, so only 0 is accepted."
     )
     nats_subscriptions: tuple[NatsSubscription, ...] = Field(
         (), alias="nats-subscriptions", description="NATS subjects carrying metric lines."
@@ -201,7 +204,10 @@ class MetricStoreSettings(_DurationsChecked):
 
     @property
     def maintenance_seconds(self) -> float:
-        """How often retention and the memory cap are applied."""
+        """How often retention, the memory cap and the archive step run: `cleanup.interval`, or the legacy
+        `archive.interval` when only the legacy section is given (as for its mode and directory)."""
+        if self.archive is not None and "cleanup" not in self.model_fields_set:
+            return max(1.0, parse_duration(self.archive.interval))
         return max(1.0, parse_duration(self.cleanup.interval))
 
     @property

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,11 @@ class MetricStore:
     parsing happens outside it. Persistence and maintenance live in `persist` and `maintenance`."""
 
     def __init__(self, settings: MetricStoreSettings, clusters: Iterable[Mapping[str, Any]], *,
-                 running_jobs: RunningJobHosts | None = None, clock: Clock = system_clock) -> None:
+                 running_jobs: RunningJobHosts | None = None, clock: Clock = system_clock,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        #: Seconds for the background intervals (flush, cleanup, checkpoints); `clock` is sample time.
+        self.monotonic = monotonic
         self.catalogue = Catalogue(clusters, settings.metrics)
         self.running_jobs = running_jobs or NoRunningJobs()
         self.clock = clock

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from projections.db import DEFAULT_TUNING, SqliteTuning
+
 _JOB_WITH_TAGS_BY_KEY = (
     "SELECT job.*, (SELECT json_group_array(json_object('id', t.id, 'type', t.tag_type, 'name', t.tag_name,"
     " 'scope', t.tag_scope)) FROM (SELECT tag.* FROM jobtag JOIN tag ON tag.id = jobtag.tag_id"
@@ -26,8 +28,9 @@ _JOB_WITH_TAGS_BY_KEY = (
 class JobLookup:
     """Job rows with their tags by cc-backend's key (cluster, jobId, startTime), read-only."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, tuning: SqliteTuning = DEFAULT_TUNING) -> None:
         self.path = Path(path)
+        self.tuning = tuning
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -36,8 +39,9 @@ class JobLookup:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
-                                   check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA query_only=ON")
+                                   check_same_thread=False)
+            for pragma in self.tuning.reader_pragmas():
+                conn.execute(pragma)
             self._local.conn = conn
             with self._lock:
                 self._opened.append(conn)

@@ -12,7 +12,7 @@ from archive.backends.protocol import ArchiveBackend, ArchiveError, JobNotFound
 from archive.imports.report import ImportReport, append_jobs
 from archive.jobjson import MetaError, events_from_meta, job_from_events, meta_from_job
 from archive.paths import InvalidName
-from archive.validate import data_problems
+from archive.validate import data_problems, meta_problems
 from streams.clusters import ClusterConfigError, ClusterRegistry
 from streams.log import EventLog
 
@@ -61,6 +61,8 @@ def import_job(backend: ArchiveBackend, log: EventLog, meta_path: Path, data_pat
         meta, data = _read(meta_path), _read(data_path)
         config = _metric_config(backend, meta)
         draft = events_from_meta(meta, metric_config=config, data=data, source=JOB_SOURCE)
+        if report.validate and report.refuses(where, meta_problems(meta)):
+            return  # nothing stored, nothing appended
         stored = meta_from_job(job_from_events(draft.events))
         location = backend.store_job(stored, data)
         job = events_from_meta(stored, metric_config=config, location=location, source=JOB_SOURCE)
@@ -74,10 +76,14 @@ def import_job(backend: ArchiveBackend, log: EventLog, meta_path: Path, data_pat
     append_jobs(log, [job.events], report)
 
 
-def import_jobs(backend: ArchiveBackend, log: EventLog, pairs: Sequence[tuple[Path, Path]]) -> ImportReport:
-    """Import each (meta.json, data.json) pair; one failing job does not stop the others."""
+def import_jobs(backend: ArchiveBackend, log: EventLog, pairs: Sequence[tuple[Path, Path]], *,
+                validate: bool = False) -> ImportReport:
+    """Import each (meta.json, data.json) pair; one failing job does not stop the others.
+
+    With `validate` (`main.validate`) a meta.json that deviates from the schema is refused before anything is stored.
+    """
     started = time.perf_counter()
-    report = ImportReport()
+    report = ImportReport(validate=validate)
     for meta_path, data_path in pairs:
         import_job(backend, log, meta_path, data_path, report)
     report.seconds = time.perf_counter() - started

@@ -29,6 +29,9 @@ class ImportReport:
     skipped: dict[str, int] = field(default_factory=dict)
     #: Other things imported besides jobs, by kind (e.g. `users`).
     extra: dict[str, int] = field(default_factory=dict)
+    #: `main.validate`: a job whose meta.json deviates from the schema is not imported (cc-backend's
+    #: behaviour with validate on), instead of being imported and reported.
+    validate: bool = False
 
     def error(self, message: str) -> None:
         """Count a job that could not be imported."""
@@ -43,6 +46,14 @@ class ImportReport:
         self.with_problems += 1
         if len(self.problems) < MAX_MESSAGES:
             self.problems.append(f"{where}: {'; '.join(problems)}")
+
+    def refuses(self, where: str, schema_problems: Sequence[str]) -> bool:
+        """With `validate`, count a job whose meta.json deviates from the schema as failed; True if refused."""
+        if not self.validate or not schema_problems:
+            return False
+        self.error(f"{where}: meta.json does not match the job archive schema (main.validate): "
+                   f"{'; '.join(schema_problems[:5])}")
+        return True
 
     def skip(self, kind: str, count: int) -> None:
         if count:

@@ -25,6 +25,7 @@ from archive.imports.footprint import FootprintRules
 from archive.imports.report import ImportReport, append_jobs
 from archive.jobjson import ARCHIVE_SOURCE, MetaError, events_from_meta
 from archive.paths import VERSION, InvalidName
+from archive.validate import meta_problems
 from streams.clusters import ClusterConfigError, ClusterRegistry
 from streams.events import Event
 from streams.log import EventLog
@@ -93,6 +94,8 @@ def job_events(
             data = entry.data if entry.data is not None else backend.load_data(*entry.key)
         config = configs.get(str(meta.get("cluster")), str(meta.get("subCluster")))
         job = events_from_meta(meta, metric_config=config, data=data, location=entry.location, source=ARCHIVE_SOURCE)
+        if report.validate and report.refuses(entry.location, meta_problems(meta)):
+            return None
         if copier is not None and copier.copy_job(job.key, meta, data if data is not None else entry.data):
             report.extra[COPIED] = report.extra.get(COPIED, 0) + 1
     except (ArchiveError, MetaError, InvalidName) as exc:
@@ -129,15 +132,17 @@ def import_archive(
     batch_size: int = 5000,
     progress: Progress | None = None,
     copy_to: ArchiveBackend | None = None,
+    validate: bool = False,
 ) -> ImportReport:
     """Append every importable job of an archive to the log; running it again appends nothing new.
 
     `copy_to` is the configured archive when `backend` is another one: its jobs and missing cluster
     files are copied there first (see archive.imports.copy), since the server reads data only from it.
+    With `validate` (`main.validate`) a job whose meta.json deviates from the schema is left out, as an error.
     """
     started = time.perf_counter()
     check_version(backend)
-    report = ImportReport()
+    report = ImportReport(validate=validate)
     copier = ArchiveCopier(backend, copy_to) if copy_to is not None else None
     if copier is not None:
         clusters = copier.copy_clusters()

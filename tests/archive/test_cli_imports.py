@@ -20,9 +20,9 @@ from tests.support.s3server import S3Server
 IMPORTER = SPECS / "importer"
 
 
-def write_config(tmp_path: Path, archive: dict[str, Any] | None = None) -> Path:
+def write_config(tmp_path: Path, archive: dict[str, Any] | None = None, **main: Any) -> Path:
     config = {
-        "main": {"db": str(tmp_path / "job.db")},
+        "main": {"db": str(tmp_path / "job.db"), **main},
         "archive": archive or {"kind": "file", "path": str(tmp_path / "archive")},
         "event-log": {"kind": "sqlite", "path": str(tmp_path / "events.db")},
     }
@@ -134,3 +134,36 @@ def test_import_job_failures_are_one_line(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "must not contain '..'" in err
     assert not (tmp_path / "etc").exists() and head(tmp_path) == 0
+
+
+def test_main_validate_refuses_a_job_whose_meta_json_deviates_from_the_schema(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    archive = FileArchive(tmp_path / "archive")
+    archive.store_cluster(orjson.loads((REFERENCE_ARCHIVE / "emmy" / "cluster.json").read_bytes()))
+    meta = small_job()
+    del meta["shared"]  # tolerated without main.validate (old jobs lack it), a schema deviation with it
+    (tmp_path / "meta.json").write_bytes(orjson.dumps(meta))
+    (tmp_path / "data.json").write_bytes(orjson.dumps(small_data()))
+    spec = f"{tmp_path / 'meta.json'}:{tmp_path / 'data.json'}"
+    strict = write_config(tmp_path, validate=True)
+    assert run(strict, "import-job", spec) == 1
+    err = capsys.readouterr().err
+    assert "meta.json does not match the job archive schema (main.validate): missing 'shared'" in err
+    assert head(tmp_path) == 0 and list(archive.iter_keys()) == []  # nothing stored, nothing appended
+    lenient = write_config(tmp_path, validate=False)
+    assert run(lenient, "import-job", spec) == 0
+    assert "1 imported" in capsys.readouterr().out and head(tmp_path) > 0
+
+
+def test_main_validate_leaves_deviating_jobs_out_of_an_archive_import(
+        reference_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    meta_path = reference_copy / "emmy" / "1404" / "397" / "1609300556" / "meta.json"
+    meta = orjson.loads(meta_path.read_bytes())
+    meta["numNodes"] = -1
+    meta_path.write_bytes(orjson.dumps(meta))
+    config = write_config(tmp_path, validate=True)
+    assert run(config, "import-archive", str(reference_copy)) == 0
+    out, err = capsys.readouterr()
+    assert "2 jobs: 1 imported" in out and "1 failed" in out
+    assert ("emmy/1404/397/1609300556: meta.json does not match the job archive schema (main.validate): "
+            "'numNodes' should be an integer > 0, got -1") in err

@@ -11,6 +11,7 @@ from metricstore.parquet import read_archive
 from metricstore.ports import StaticRunningJobHosts
 from metricstore.store import MetricStore
 from tests.metricstore.conftest import T0
+from tests.support.wait import eventually
 
 
 def fill_hours(store: MetricStore, hours: int, hosts: tuple[str, ...] = ("f0649", "f0650")) -> None:
@@ -75,3 +76,34 @@ def test_memory_cap_frees_the_oldest_first(make_store, clock) -> None:
     assert store.stats()["chunks_freed_by_reason"]["memory_cap"] > 0
     assert present(store, "h0", T0, T0 + 3600) == 0  # oldest hour gone
     assert present(store, "h0", T0 + 5 * 3600, T0 + 6 * 3600) == 60  # newest kept
+
+
+def test_cleanup_and_checkpoint_intervals_drive_the_background_thread(make_store, clock, tmp_path: Path) -> None:
+    """Nothing but the background thread runs maintenance and snapshots here; its clock is the test's."""
+    clock.now = T0 + 6 * 3600
+    ticks = [0.0]
+    store = make_store({"retention-in-memory": "2h", "cleanup": {"mode": "delete", "interval": "5m"},
+                        "checkpoints": {"directory": str(tmp_path / "checkpoints"), "interval": "30m"}},
+                       monotonic=lambda: ticks[0])
+    store.start()
+    try:
+        fill_hours(store, 6)
+        assert present(store, "f0650", T0, T0 + 6 * 3600) == 6 * 60
+        ticks[0] = 5 * 60.0  # cleanup.interval passed: retention runs in the background
+        eventually(lambda: present(store, "f0650", T0, T0 + 6 * 3600) <= 3 * 60, 30, "retention applied")
+        # the same step found the checkpoint not due yet
+        assert store.stats()["last_checkpoint"] is None
+        ticks[0] = 30 * 60.0
+        eventually(lambda: store.stats()["last_checkpoint"] is not None, 30, "a snapshot written")
+        assert len(list((tmp_path / "checkpoints").glob("snapshot-*"))) == 1
+    finally:
+        store.close()
+
+
+def test_legacy_archive_interval_drives_the_cleanup_without_a_cleanup_section() -> None:
+    from metricstore.settings import MetricStoreSettings
+
+    legacy = MetricStoreSettings.model_validate({"archive": {"interval": "2h", "directory": "/a"}})
+    assert legacy.maintenance_seconds == 7200 and legacy.cleanup_mode == "archive"
+    both = MetricStoreSettings.model_validate({"archive": {"interval": "2h"}, "cleanup": {"interval": "10m"}})
+    assert both.maintenance_seconds == 600

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -81,7 +82,8 @@ class CcstreamServer:
     it and bring it back on the same port and files; `stop()` (or leaving the `with` block) ends it.
     """
 
-    def __init__(self, workdir: Path, *, log_level: str = "warning", extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, *, log_level: str = "warning", extra_env: dict[str, str] | None = None,
+                 command: Sequence[str] | None = None) -> None:
         self.workdir = Path(workdir)
         self.log_level = log_level
         self.port = free_port()
@@ -91,8 +93,12 @@ class CcstreamServer:
         #: Extra arguments of `ccstream serve` (e.g. `--forwarded-allow-ips`).
         self.serve_args: tuple[str, ...] = ()
         self._exe = ccstream_executable()
+        #: How `ccstream` is run: the console script, or e.g. `[python, "-m", "api.cli"]`.
+        self._command = list(command) if command else [self._exe]
         self._env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
         self._output = self.workdir / "server.log"
+        #: The CA that signed the server's certificate when it serves HTTPS (`main.https-cert-file`).
+        self.tls_ca: Path | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -107,7 +113,7 @@ class CcstreamServer:
 
     def _cli(self, *args: str) -> str:
         done = subprocess.run(
-            [self._exe, "--log-level", "warning", *args], cwd=self.workdir, env=self._env,
+            [*self._command, "--log-level", "warning", *args], cwd=self.workdir, env=self._env,
             capture_output=True, text=True, timeout=120, check=False,
         )
         if done.returncode != 0:
@@ -118,7 +124,12 @@ class CcstreamServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls_ca else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's `verify` for this server: its CA when it serves HTTPS."""
+        return ssl.create_default_context(cafile=str(self.tls_ca)) if self.tls_ca else True
 
     @property
     def headers(self) -> dict[str, str]:
@@ -142,7 +153,7 @@ class CcstreamServer:
             out.write(f"--- start {self.starts + 1} ---\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                [self._exe, "--log-level", self.log_level, "serve", "--addr", f"127.0.0.1:{self.port}",
+                [*self._command, "--log-level", self.log_level, "serve", "--addr", f"127.0.0.1:{self.port}",
                  *self.serve_args],
                 cwd=self.workdir, env=self._env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
@@ -156,7 +167,7 @@ class CcstreamServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output_tail()}")
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1.0, verify=self.verify).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -22,9 +22,10 @@ NOT_SUPPORTED: dict[str, str] = {
     "main.static-files": "ccstream has no web UI yet; " + _REMOVE,
     "main.enable-job-taggers": "ccstream's job taggers are not available yet; " + _REMOVE,
     "main.session-max-age": "ccstream has no web login sessions yet; " + _REMOVE,
-    "main.short-running-jobs-duration": "ccstream has no web UI yet; " + _REMOVE,
     "main.emission-constant": "ccstream has no web UI yet; " + _REMOVE,
-    "main.resampling": "ccstream has no web UI yet (metric queries take an explicit resolution); " + _REMOVE,
+    "main.resampling.trigger": "ccstream has no web UI yet to zoom metric plots in (GraphQL uses the other "
+    "resampling keys); " + _REMOVE,
+    "main.resampling.targetPoints": "ccstream has no web UI yet; " + _REMOVE,
     "main.systemd-unit": "ccstream has no web UI log viewer yet; " + _REMOVE,
     "auth.jwts.cookieName": "ccstream has no web login yet; " + _REMOVE,
     "auth.jwts.trustedIssuer": "ccstream has no login with foreign JWTs yet; " + _REMOVE,

@@ -45,8 +45,9 @@ def test_listed_keys_at_their_defaults_are_accepted() -> None:
 def test_a_listed_section_is_refused_when_present() -> None:
     with pytest.raises(ConfigError, match=r"`auth.ldap` is not supported yet"):
         parse_settings('{"auth": {"ldap": {"url": "ldap://localhost"}}}')
-    with pytest.raises(ConfigError, match=r"`main.resampling` is not supported yet"):
+    with pytest.raises(ConfigError, match=r"`main.resampling.trigger` is not supported yet"):
         parse_settings('{"main": {"resampling": {"trigger": 30}}}')
+    assert parse_settings('{"main": {"resampling": {"resolutions": [240, 60]}}}').main.resampling is not None
 
 
 @pytest.mark.parametrize("doc, key", [
@@ -75,9 +76,9 @@ def test_cc_backend_example_config_is_refused_for_exactly_what_ccstream_does_not
     with pytest.raises(ConfigError) as caught:
         parse_settings(orjson.dumps(raw))
     named = [line.split("`")[1] for line in str(caught.value).splitlines()]
-    assert sorted(named) == ["main.enable-job-taggers", "main.nodestate-retention", "main.resampling", "ui-file"]
+    assert sorted(named) == ["main.enable-job-taggers", "main.nodestate-retention", "ui-file"]
     trimmed = copy.deepcopy(raw)
-    for key in ("enable-job-taggers", "resampling", "nodestate-retention"):
+    for key in ("enable-job-taggers", "nodestate-retention"):
         del trimmed["main"][key]
     del trimmed["ui-file"]
     settings = parse_settings(orjson.dumps(trimmed))

@@ -63,7 +63,7 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
         if not services.started:
             services.start()
         await services.start_ingest()
-        maintenance = start_maintenance(services)
+        maintenance = start_maintenance(services, asyncio.get_running_loop())
         yield
         if listener is not None:
             await asyncio.to_thread(listener.stop)

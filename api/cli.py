@@ -94,11 +94,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from api.app import create_app
     from api.bootstrap import StartupError, build_services
     from api.httpserver import GatheringHttpProtocol
-    from api.scheduler import ArchiveMaintenance
+    from api.scheduler import ArchiveMaintenance, check_job_tasks
 
     settings = cli_settings(args)
     try:
         ArchiveMaintenance(settings)  # a bad archive.retention stops the start with its message
+        check_job_tasks(settings)  # so do bad cron intervals and a bad main.nodestate-retention
         services = build_services(settings)
     except (StartupError, ValueError) as exc:
         raise CliError(str(exc)) from None

@@ -1,8 +1,10 @@
-"""Archive maintenance inside `serve`: an APScheduler BackgroundScheduler running compression and retention nightly.
+"""Background tasks inside `serve`: an APScheduler BackgroundScheduler with cc-backend's task manager's jobs.
 
-cc-backend has no config key for these times; its task manager runs them daily at fixed hours (local
-time): retention delete at 03:00, copy at 04:00, move at 05:00, compression at 05:00. So do we; the
-one-shot CLI commands (`archive-compress`, `archive-retire`) run the same code at any time.
+cc-backend has no config key for the archive maintenance times; its task manager runs them daily at
+fixed hours (local time): retention delete at 03:00, copy at 04:00, move at 05:00, compression at
+05:00. So do we; the one-shot CLI commands (`archive-compress`, `archive-retire`) run the same code at
+any time. The job workers keep cc-backend's cadence too: the walltime stop daily at 03:00, durations
+and footprints every `cron.duration-worker` / `cron.footprint-worker`, node-state retention hourly.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ FOOTPRINT_JOB = "footprint-worker"
 NODESTATE_RETENTION_JOB = "nodestate-retention"
 #: Hour (local time) of the nightly compression, as cc-backend's compression service.
 COMPRESSION_HOUR = 5
+#: Longest wait, in seconds, for a task run on the server's event loop.
+RUN_TIMEOUT = 1800.0
 #: A run delayed (busy worker, suspended host) still happens up to an hour late; piled-up runs become one.
 _OPTIONS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
 
@@ -142,7 +146,8 @@ def _on_loop(loop: asyncio.AbstractEventLoop, run: Callable[[], Coroutine[Any, A
     """A scheduler job running a coroutine on the server's event loop (where the intake's locks live)."""
 
     def job() -> None:
-        asyncio.run_coroutine_threadsafe(run(), loop).result()
+        # Bounded: a loop that stopped answering must not hold the scheduler's one worker forever.
+        asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=RUN_TIMEOUT)
 
     return job
 

@@ -185,3 +185,18 @@ def test_the_server_schedules_the_workers_with_cc_backends_cadence(make_client: 
     # 0 (the default) turns the walltime stop off; the workers run every 5 and 10 minutes as in cc-backend.
     intervals = {job.id: job.trigger.interval.total_seconds() for job in default.get_jobs()}
     assert intervals == {DURATION_JOB: 300, FOOTPRINT_JOB: 600}
+
+
+def test_the_scheduled_walltime_job_runs_on_the_servers_loop(make_client: AppFactory, tokens: Tokens) -> None:
+    """The scheduler's job itself (real clock), as APScheduler calls it from its worker thread."""
+    http = make_client({"main": {"stop-jobs-exceeding-walltime": GRACE}})
+    s = services(http)
+    db_id = start_job(http, tokens, jobId=30, startTime=int(time.time()) - 7200, walltime=60)
+    eventually(lambda: s.runner.position >= s.log.head(), what="the job table shows the start")
+    scheduler = BackgroundScheduler()
+    add_job_tasks(scheduler, s, http.portal.call(asyncio.get_running_loop))
+    job = scheduler.get_job(WALLTIME_JOB)
+    assert job is not None
+    job.func()
+    eventually(lambda: job_row(http, db_id)["job_state"] == "failed", what="the scheduled walltime stop")
+    assert job_row(http, db_id)["duration"] == 60 + GRACE

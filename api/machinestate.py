@@ -83,5 +83,5 @@ class MachineStateStore:
         target = self.path(cluster, host)
         try:
             return target.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise MachineStateError(404, f"no machine state stored for host {host!r} of cluster {cluster!r}") from None

@@ -104,7 +104,8 @@ def rows_before(engine: Engine, cutoff: int) -> list[dict[str, Any]]:
     stmt = (select(ns.c.time_stamp, ns.c.node_state, ns.c.health_state, ns.c.health_metrics, ns.c.cpus_allocated,
                    ns.c.memory_allocated, ns.c.gpus_allocated, ns.c.jobs_running, node.c.hostname, node.c.cluster,
                    node.c.subcluster)
-            .join(node, node.c.id == ns.c.node_id).where(ns.c.time_stamp < cutoff))
+            # Outer: a row whose node row is missing is still moved before it is deleted.
+            .outerjoin(node, node.c.id == ns.c.node_id).where(ns.c.time_stamp < cutoff))
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(stmt).mappings()]
 

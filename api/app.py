@@ -19,7 +19,7 @@ from api.prometheus import AppMetrics, MetricsListener, MetricsMiddleware
 from api.prometheus import build_router as build_metrics_router
 from api.readpool import ReadPool
 from api.responses import JSON
-from api.routes import admin, clusters, edits, jobs, nodes, rejected, users
+from api.routes import admin, clusters, edits, jobs, machinestate, nodes, rejected, users
 from api.scheduler import start_maintenance, stop_maintenance
 from api.swagger import install_swagger_ui
 
@@ -63,7 +63,7 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
         if not services.started:
             services.start()
         await services.start_ingest()
-        maintenance = start_maintenance(services)
+        maintenance = start_maintenance(services, asyncio.get_running_loop())
         yield
         if listener is not None:
             await asyncio.to_thread(listener.stop)
@@ -99,6 +99,8 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     app.include_router(admin.build_router(admin_auth))
     app.include_router(nodes.build_router(api_auth))
     app.include_router(rejected.build_router(admin_auth))
+    if services.settings.main.machine_state_dir:
+        app.include_router(machinestate.build_router(api_auth, services.settings.main.machine_state_dir))
     app.include_router(build_graphql_router(services.auth.dependency()))
     prometheus = services.settings.prometheus
     metrics = AppMetrics(services, reads) if prometheus.enabled else None

@@ -94,12 +94,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from api.httpserver import GatheringHttpProtocol
     from api.privileges import PrivilegeError
     from api.redirect import RedirectError
-    from api.scheduler import ArchiveMaintenance
+    from api.scheduler import ArchiveMaintenance, check_job_tasks
     from api.serving import ServeError, serve
 
     settings = cli_settings(args)
     try:
         ArchiveMaintenance(settings)  # a bad archive.retention stops the start with its message
+        check_job_tasks(settings)  # so do bad cron intervals and a bad main.nodestate-retention
     except ValueError as exc:
         raise CliError(str(exc)) from None
     # The event loop, the log writer and the agents share one interpreter lock; a shorter switch interval

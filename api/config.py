@@ -49,12 +49,18 @@ class RetentionTarget(Section):
     target_secret_key: str = Field(default="", alias="target-secret-key", description="S3 secret key.")
     target_region: str = Field(default="", alias="target-region", description="S3 region.")
     target_use_path_style: bool = Field(default=False, alias="target-use-path-style", description="S3 path style.")
-    max_file_size_mb: int = Field(default=0, alias="max-file-size-mb", description="Split files above this size.")
+    max_file_size_mb: int = Field(default=0, alias="max-file-size-mb", description=(
+        "Split Parquet files above this size (MB; 0: 512 for jobs, 128 for node states)."))
 
 
 class NodeStateRetention(RetentionTarget):
-    policy: str = Field(default="delete", description="`delete` or `move` old node states.")
-    age: int = Field(default=24, description="Hours to keep node states.")
+    """`main.nodestate-retention`: run hourly inside `serve` (see api.nodestate_retention)."""
+
+    policy: str = Field(default="delete", description=(
+        "`delete` old node-state rows, or `move` them: written as zstd Parquet files (cc-backend's columns) "
+        "to the target first, deleted once every file is complete. Either way a `node.states_retired` event "
+        "records the cutoff, so a rebuild of the job database does not bring the rows back."))
+    age: int = Field(default=24, description="Hours to keep node-state rows (checked hourly; > 0).")
 
 
 class DbConfig(Section):
@@ -116,10 +122,12 @@ class MainSettings(Section):
     redirect_http_to: str = Field(default="", alias="redirect-http-to",
                                   description="An absolute URL: port 80 (every interface) then answers every "
                                   "request with a 301 to it, e.g. the HTTPS address. Bound before root is dropped.")
-    machine_state_dir: str = Field(default="./var/machine-state", alias="machine-state-dir",
-                                   description="Where machine state files are kept.")
-    stop_jobs_exceeding_walltime: int = Field(default=0, alias="stop-jobs-exceeding-walltime",
-                                              description="Stop jobs running this many seconds past walltime.")
+    machine_state_dir: str = Field(default="./var/machine-state", alias="machine-state-dir", description=(
+        "Folder of `GET|PUT /api/machine_state/{cluster}/{host}` (files `<cluster>/<host>.json`, JSON bodies "
+        "up to 1 MiB); empty: the routes are not served."))
+    stop_jobs_exceeding_walltime: int = Field(default=0, alias="stop-jobs-exceeding-walltime", description=(
+        "Seconds of grace past walltime: daily at 03:00, running jobs with a walltime older than "
+        "walltime + this are stopped with state `failed` at start + walltime + grace (and archived). 0: off."))
     short_running_jobs_duration: int = Field(default=300, alias="short-running-jobs-duration",
                                              description="Jobs shorter than this are 'short' in views.")
     emission_constant: int = Field(default=0, alias="emission-constant", description="g CO2 per kWh.")
@@ -291,8 +299,11 @@ class PrometheusSettings(Section):
 
 class CronSettings(Section):
     commit_job_worker: str = Field(default="1m", alias="commit-job-worker", description="Job commit interval.")
-    duration_worker: str = Field(default="5m", alias="duration-worker", description="Duration update interval.")
-    footprint_worker: str = Field(default="10m", alias="footprint-worker", description="Footprint interval.")
+    duration_worker: str = Field(default="5m", alias="duration-worker", description=(
+        "Go duration between updates of running jobs' `duration` (one `job.durations_updated` event a run)."))
+    footprint_worker: str = Field(default="10m", alias="footprint-worker", description=(
+        "Go duration between footprint updates of running jobs from the metric store (a "
+        "`job.footprint_updated` event for each job whose footprint or energy changed)."))
 
 
 class Settings(Section):

@@ -1,15 +1,18 @@
-"""Archive maintenance inside `serve`: an APScheduler BackgroundScheduler running compression and retention nightly.
+"""Background tasks inside `serve`: an APScheduler BackgroundScheduler with cc-backend's task manager's jobs.
 
-cc-backend has no config key for these times; its task manager runs them daily at fixed hours (local
-time): retention delete at 03:00, copy at 04:00, move at 05:00, compression at 05:00. So do we; the
-one-shot CLI commands (`archive-compress`, `archive-retire`) run the same code at any time.
+cc-backend has no config key for the archive maintenance times; its task manager runs them daily at
+fixed hours (local time): retention delete at 03:00, copy at 04:00, move at 05:00, compression at
+05:00. So do we; the one-shot CLI commands (`archive-compress`, `archive-retire`) run the same code at
+any time. The job workers keep cc-backend's cadence too: the walltime stop daily at 03:00, durations
+and footprints every `cron.duration-worker` / `cron.footprint-worker`, node-state retention hourly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -18,7 +21,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
+from api import jobtasks, walltime
 from api.config import Settings
+from api.nodestate_retention import NodeStateRetention, NodeStateRetentionTask
 from archive.backends import open_archive
 from archive.maintenance import MaintenanceReport, RetentionPolicy, compress_archive, compression_days, retire_jobs
 from projections import queries
@@ -33,8 +38,14 @@ log = logging.getLogger(__name__)
 PARKED_STOPS_JOB = "parked-stop-expiry"
 COMPRESSION_JOB = "archive-compression"
 RETENTION_JOB = "archive-retention"
+WALLTIME_JOB = "stop-jobs-exceeding-walltime"
+DURATION_JOB = "duration-worker"
+FOOTPRINT_JOB = "footprint-worker"
+NODESTATE_RETENTION_JOB = "nodestate-retention"
 #: Hour (local time) of the nightly compression, as cc-backend's compression service.
 COMPRESSION_HOUR = 5
+#: Longest wait, in seconds, for a task run on the server's event loop.
+RUN_TIMEOUT = 1800.0
 #: A run delayed (busy worker, suspended host) still happens up to an hour late; piled-up runs become one.
 _OPTIONS: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
 
@@ -131,13 +142,71 @@ def build_scheduler(maintenance: ArchiveMaintenance) -> BackgroundScheduler:
     return scheduler
 
 
-def start_maintenance(services: Services) -> BackgroundScheduler:
+def _on_loop(loop: asyncio.AbstractEventLoop, run: Callable[[], Coroutine[Any, Any, object]]) -> Callable[[], None]:
+    """A scheduler job running a coroutine on the server's event loop (where the intake's locks live)."""
+
+    def job() -> None:
+        # Bounded: a loop that stopped answering must not hold the scheduler's one worker forever.
+        asyncio.run_coroutine_threadsafe(run(), loop).result(timeout=RUN_TIMEOUT)
+
+    return job
+
+
+def check_job_tasks(settings: Settings) -> None:
+    """Raise ValueError naming the key when `cron.*` or `main.nodestate-retention` cannot work."""
+    jobtasks.interval(settings.cron.duration_worker, "cron.duration-worker")
+    jobtasks.interval(settings.cron.footprint_worker, "cron.footprint-worker")
+    if settings.main.nodestate_retention is not None:
+        NodeStateRetention.from_settings(settings.main.nodestate_retention)
+
+
+def add_job_tasks(scheduler: BackgroundScheduler, services: Services, loop: asyncio.AbstractEventLoop) -> None:
+    """cc-backend's job workers: walltime stops (daily at 03:00, when `main.stop-jobs-exceeding-walltime`
+    is set), durations (`cron.duration-worker`), footprints (`cron.footprint-worker`, with a metric store)."""
+    settings = services.settings
+    grace = settings.main.stop_jobs_exceeding_walltime
+    if grace > 0:
+        scheduler.add_job(
+            _logged(WALLTIME_JOB, _on_loop(loop, lambda: walltime.stop_jobs_exceeding_walltime(
+                services.intake, services.reader, grace, int(time.time())))),
+            CronTrigger(hour=walltime.HOUR, minute=0), id=WALLTIME_JOB,
+            name=f"stop of jobs running {grace}s past their walltime", **_OPTIONS,
+        )
+    every = jobtasks.interval(settings.cron.duration_worker, "cron.duration-worker")
+    scheduler.add_job(
+        _logged(DURATION_JOB, lambda: jobtasks.update_durations(services.log, services.reader, int(time.time()))),
+        IntervalTrigger(seconds=every.total_seconds()), id=DURATION_JOB,
+        name=f"duration of running jobs (every {settings.cron.duration_worker})", **_OPTIONS,
+    )
+    source = services.metric_source
+    if source is not None:
+        every = jobtasks.interval(settings.cron.footprint_worker, "cron.footprint-worker")
+        scheduler.add_job(
+            _logged(FOOTPRINT_JOB, lambda: jobtasks.update_footprints(
+                services.log, services.reader, source, services.clusters, int(time.time()))),
+            IntervalTrigger(seconds=every.total_seconds()), id=FOOTPRINT_JOB,
+            name=f"footprint of running jobs (every {settings.cron.footprint_worker})", **_OPTIONS,
+        )
+    retention = settings.main.nodestate_retention
+    if retention is not None:
+        task = NodeStateRetentionTask(retention, services.log, services.reader, services.runner.wait_for)
+        scheduler.add_job(
+            _logged(NODESTATE_RETENTION_JOB, lambda: task.run(int(time.time()))), IntervalTrigger(hours=1),
+            id=NODESTATE_RETENTION_JOB, name=f"node-state retention ({task.describe()})", **_OPTIONS,
+        )
+
+
+def start_maintenance(services: Services, loop: asyncio.AbstractEventLoop | None = None) -> BackgroundScheduler:
     """Build and start the maintenance scheduler of a running server; stop it with `stop_maintenance`.
 
-    Raises `archive.maintenance.PolicyError` when `archive.retention` cannot work (e.g. move without target).
+    With the server's event `loop`, the job workers run too (`add_job_tasks`). Raises
+    `archive.maintenance.PolicyError` when `archive.retention` or `main.nodestate-retention` cannot
+    work (e.g. move without target), and ValueError for a `cron.*` interval that is no duration.
     """
     maintenance = ArchiveMaintenance(services.settings, services.log, services.reader)
     scheduler = build_scheduler(maintenance)
+    if loop is not None:
+        add_job_tasks(scheduler, services, loop)
     scheduler.start()
     for job in scheduler.get_jobs():
         log.info("scheduled %s, next run %s", job.name, job.next_run_time)

@@ -39,12 +39,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "cron.commit-job-worker": "ccstream commits every job start at once, there is nothing to batch; " + _REMOVE,
     "ui": "ccstream has no web UI yet; " + _REMOVE,
     "ui-file": "ccstream has no web UI yet; " + _REMOVE,
-    # -- node states and job durations: accepted, acting on them comes with their workers ------------------
-    "main.stop-jobs-exceeding-walltime": "ccstream does not stop overrunning jobs yet; " + _REMOVE,
-    "main.nodestate-retention": "ccstream keeps node state history without retention yet; " + _REMOVE,
-    "main.machine-state-dir": "ccstream keeps no machine state files yet; " + _REMOVE,
-    "cron.duration-worker": "ccstream does not update running jobs' durations periodically yet; " + _REMOVE,
-    "cron.footprint-worker": "ccstream does not update running jobs' footprints periodically yet; " + _REMOVE,
 }
 
 

@@ -266,6 +266,30 @@ def record_archiving_failed(conn: Connection, event: Event) -> None:
         conn.execute(update(schema.job).where(job_key_clause(event.subject)).values(monitoring_status=2))
 
 
+#: The duration worker's update: every running job's duration as of the event's `asOf`.
+DURATIONS_SQL = "UPDATE job SET duration = MAX(? - start_time, 0) WHERE job_state = 'running'"
+_FOOTPRINT_SQL = (
+    "UPDATE job SET footprint = ?, energy_footprint = ?, energy = ?"
+    f" WHERE job_state = 'running' AND {JOB_KEY_SQL}"
+)
+
+
+def record_durations_updated(conn: Connection, event: Event) -> None:
+    """cc-backend's `UpdateDuration`: `now - start_time` for the running jobs, `now` being the event's."""
+    conn.exec_driver_sql(DURATIONS_SQL, (event.data["asOf"],))
+
+
+def footprint_values(d: dict[str, Any]) -> tuple[str | None, str | None, float]:
+    """The footprint, energy footprint and energy columns of a `job.footprint_updated` payload."""
+    return (_json_or_none(d.get("footprint") or None), _json_or_none(d.get("energyFootprint") or None),
+            d.get("energy") or 0.0)
+
+
+def record_footprint_updated(conn: Connection, event: Event) -> None:
+    """A running job's footprint so far; a job stopped meanwhile keeps what its stop and archive set."""
+    conn.exec_driver_sql(_FOOTPRINT_SQL, (*footprint_values(event.data), *parse_job_subject(event.subject)))
+
+
 HANDLERS: HandlerTable = {
     "job.started": record_job_start,
     "job.stopped": record_job_stop,
@@ -275,5 +299,7 @@ HANDLERS: HandlerTable = {
     "job.deleted": record_job_deletion,
     "job.archived": record_archived,
     "job.archiving_failed": record_archiving_failed,
+    "job.durations_updated": record_durations_updated,
+    "job.footprint_updated": record_footprint_updated,
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from projections import schema
@@ -48,6 +48,15 @@ def record_node_states(conn: Connection, event: Event) -> None:
         conn.execute(schema.node_state.insert(), rows)
 
 
+def record_node_states_retired(conn: Connection, event: Event) -> None:
+    """Node-state rows older than the retirement's `before` are gone (see `NodeStatesRetiredV1`).
+
+    A rule applied in log order rather than a list of row ids: row ids are the projection's, and a
+    rebuild must reach the same table from the log alone."""
+    conn.execute(delete(schema.node_state).where(schema.node_state.c.time_stamp < event.data["before"]))
+
+
 HANDLERS: HandlerTable = {
     "node.states_reported": record_node_states,
+    "node.states_retired": record_node_states_retired,
 }

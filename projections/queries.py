@@ -186,3 +186,22 @@ def count_jobs(conn: Connection) -> int:
 def job_ids_of(rows: Iterable[RowMapping]) -> list[int]:
     """Database ids of rows."""
     return [int(r["id"]) for r in rows]
+
+
+def running_jobs(conn: Connection, cluster: str | None = None) -> list[RowMapping]:
+    """Running jobs (every column), optionally of one cluster, in database-id order."""
+    stmt = select(job).where(job.c.job_state == "running").order_by(job.c.id)
+    if cluster is not None:
+        stmt = stmt.where(job.c.cluster == cluster)
+    return list(conn.execute(stmt).mappings())
+
+
+def jobs_exceeding_walltime(conn: Connection, now: int, grace: int) -> list[RowMapping]:
+    """Running jobs with a walltime that started more than walltime + `grace` seconds before `now`.
+
+    cc-backend's condition (`StopJobsExceedingWalltimeBy`): `now - start_time > walltime + grace`."""
+    stmt = select(job.c.id, job.c.cluster, job.c.job_id, job.c.start_time, job.c.walltime).where(
+        and_(job.c.job_state == "running", job.c.walltime > 0,
+             (now - job.c.start_time) > (job.c.walltime + grace))
+    ).order_by(job.c.id)
+    return list(conn.execute(stmt).mappings())

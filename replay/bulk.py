@@ -99,6 +99,7 @@ _ROUTES: dict[str, tuple[Handler, str]] = {
     "job.metadata_updated": (jobs.record_metadata, _EDIT),
     "job.archived": (jobs.record_archived, _EDIT),
     "job.archiving_failed": (jobs.record_archiving_failed, _EDIT),
+    "job.footprint_updated": (jobs.record_footprint_updated, _EDIT),
     "job.tag_added": (tags.record_tag_added, _TAG),
     "job.tag_removed": (tags.record_tag_removed, _TAG),
     "job.stop_parked": (jobs.record_parked_stop, _ELSEWHERE),
@@ -109,11 +110,13 @@ _ROUTES: dict[str, tuple[Handler, str]] = {
     "user.deleted": (users.record_user_deleted, _ELSEWHERE),
     "user.configuration_updated": (users.record_configuration_updated, _ELSEWHERE),
     "node.states_reported": (nodes.record_node_states, _ELSEWHERE),
+    "node.states_retired": (nodes.record_node_states_retired, _ELSEWHERE),
 }
 _EDITS: dict[str, Callable[[Row, dict[str, Any]], Row]] = {
     "job.metadata_updated": fold.metadata_updated,
     "job.archived": fold.archived,
     "job.archiving_failed": fold.archiving_failed,
+    "job.footprint_updated": fold.footprint_updated,
 }
 
 if set(fold.JOB_COLUMNS) != {column.name for column in schema.job.columns}:  # start_row builds rows of them

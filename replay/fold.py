@@ -161,3 +161,14 @@ def archiving_failed(row: Row, data: dict[str, Any]) -> Row:
     """`record_archiving_failed`: monitoring status 2 once the last attempt failed, else unchanged."""
     return _with(row, {_MONITORING: 2}) if data.get("final") else row
 
+
+
+def footprint_updated(row: Row, data: dict[str, Any]) -> Row:
+    """`record_footprint_updated`: the running job's footprints and energy; a stopped job's row unchanged."""
+    if row[_STATE] != "running":
+        return row
+    return _with(row, {
+        _FOOTPRINT: _json_or_null(data.get("footprint") or None),
+        _ENERGY_FOOTPRINT: _json_or_null(data.get("energyFootprint") or None),
+        _ENERGY: data.get("energy") or 0.0,
+    })

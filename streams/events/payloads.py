@@ -15,6 +15,7 @@ from streams.events.bounds import (
     NonEmptyName,
     NonNegativeInt64,
     Text,
+    Timestamp,
 )
 
 JobState = Literal[
@@ -213,6 +214,46 @@ class UserDeletedV1(Payload):
     username: NonEmptyName
 
 
+#: Most footprint or energy entries an update carries (a subcluster has a few dozen metrics at most).
+FOOTPRINT_ENTRIES_MAX = 256
+
+
+class JobDurationsUpdatedV1(Payload):
+    """The duration of every job still running was brought up to `asOf` (cc-backend's duration worker).
+
+    One event for all running jobs, not one per job: the worker runs every few minutes, and an event
+    per running job and run would soon be most of the log. The projection sets `asOf - start_time`
+    on the jobs running when it applies the event; a job stopped before keeps its final duration."""
+
+    asOf: Timestamp
+
+
+class JobFootprintUpdatedV1(Payload):
+    """The footprint of a running job from its metrics so far (cc-backend's footprint worker).
+
+    The same facts `job.archived` carries at the end; ignored once the job is no longer running."""
+
+    footprint: dict[Name, FiniteFloat] = Field(default_factory=dict, max_length=FOOTPRINT_ENTRIES_MAX)
+    energyFootprint: dict[Name, FiniteFloat] = Field(default_factory=dict, max_length=FOOTPRINT_ENTRIES_MAX)
+    energy: FiniteFloat = 0.0
+    #: Unix seconds up to which the metrics were read.
+    asOf: Timestamp
+
+
+class NodeStatesRetiredV1(Payload):
+    """Node-state history older than `before` left the job database (`main.nodestate-retention`).
+
+    The reports stay in the log; this event is what keeps a rebuild from bringing the rows back: the
+    projection deletes the rows older than `before` when it applies it, in log order, so rows of
+    reports applied later (even older ones) are judged by the next retirement, live and in a rebuild
+    alike. `location` names the Parquet file(s) the rows were moved to (empty for `delete`)."""
+
+    before: Timestamp
+    policy: Literal["delete", "move"]
+    rows: NonNegativeInt64 = 0
+    location: list[Text] = Field(default_factory=list, max_length=10_000)
+
+
 SchedulerState = Literal["allocated", "reserved", "idle", "mixed", "down", "unknown"]
 MonitoringState = Literal["full", "partial", "failed"]
 
@@ -267,6 +308,9 @@ PAYLOADS: dict[tuple[str, int], type[Payload]] = {
     ("user.updated", 1): UserUpdatedV1,
     ("user.deleted", 1): UserDeletedV1,
     ("node.states_reported", 1): NodeStatesReportedV1,
+    ("job.durations_updated", 1): JobDurationsUpdatedV1,
+    ("job.footprint_updated", 1): JobFootprintUpdatedV1,
+    ("node.states_retired", 1): NodeStatesRetiredV1,
 }
 
 #: The version producers write today for each type.

@@ -53,10 +53,18 @@ EDITS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "archived empty": [("job.archived", {"footprint": {}, "energyFootprint": {}, "energy": 0})],
     "archiving failed": [("job.archiving_failed", {"reason": "x", "attempt": 1, "final": False}),
                          ("job.archiving_failed", {"reason": "x", "attempt": 5, "final": True})],
+    "footprint while running": [("job.footprint_updated", {"footprint": {"flops_any_avg": 1.5},
+                                                           "energyFootprint": {"power": 0.2}, "energy": 0.2,
+                                                           "asOf": T0 + 5}),
+                                ("job.footprint_updated", {"footprint": {"flops_any_avg": 2.5},
+                                                           "energyFootprint": {}, "energy": 0, "asOf": T0 + 9})],
+    "footprint after the stop": [("job.stopped", {"jobState": "completed", "stopTime": T0 + 9, "duration": 9}),
+                                 ("job.footprint_updated", {"footprint": {"flops_any_avg": 9.0},
+                                                            "energyFootprint": {}, "energy": 1.0, "asOf": T0 + 10})],
 }
 
 EDIT_FOLDS = {"job.metadata_updated": fold.metadata_updated, "job.archived": fold.archived,
-              "job.archiving_failed": fold.archiving_failed}
+              "job.archiving_failed": fold.archiving_failed, "job.footprint_updated": fold.footprint_updated}
 
 #: Per-metric statistics as a `job.archived` carries them (meta.json's shape).
 STATS = {"cpu_load": {"unit": {"base": ""}, "avg": 1.5, "min": 0.5, "max": 2.0}}

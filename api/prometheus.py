@@ -44,7 +44,7 @@ _STORE_COUNTER_PREFIXES = ("samples_", "lines_", "chunks_freed", "archived_", "b
 
 
 def _is_store_counter(key: str) -> bool:
-    return key.startswith(_STORE_COUNTER_PREFIXES) or "overwritten" in key
+    return key.startswith(_STORE_COUNTER_PREFIXES) or "overwritten" in key or key == "wal_fsyncs"
 
 
 def route_template(scope: Scope) -> str:

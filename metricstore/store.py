@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,11 +34,13 @@ class MetricStore:
     parsing happens outside it. Persistence and maintenance live in `persist` and `maintenance`."""
 
     def __init__(self, settings: MetricStoreSettings, clusters: Iterable[Mapping[str, Any]], *,
-                 running_jobs: RunningJobHosts | None = None, clock: Clock = system_clock) -> None:
+                 running_jobs: RunningJobHosts | None = None, clock: Clock = system_clock,
+                 fsync: Callable[[int], None] = os.fsync) -> None:
         self.settings = settings
         self.catalogue = Catalogue(clusters, settings.metrics)
         self.running_jobs = running_jobs or NoRunningJobs()
         self.clock = clock
+        self.fsync = fsync  # the write-ahead log's fsync (a seam: tests count the calls)
         self.lock = threading.RLock()
         self.blocks: list[Block] = []
         self.keys: list[list[tuple[str, str, str]]] = []  # per block, per row: (host, level, metric)
@@ -175,8 +178,17 @@ class MetricStore:
                 batch = parse_lines(data, now)  # only the per-line parser knows line numbers
                 codes = self._codes(batch, default_cluster)
             report = self._store_batch(batch, codes, now)
+            if self.wal is not None:
+                report.wal_ticket = self.wal.appended
         self.counters.add_report(report)
         return report
+
+    def wait_durable(self, report: IngestReport) -> None:
+        """Block until the batch's write-ahead log records are fsync'ed (the `durable` write mode); the
+        fsync is shared with every batch logged meanwhile. Raises OSError/WalClosed when that fails."""
+        wal = self.wal
+        if wal is not None and report.wal_ticket:
+            wal.wait_durable(report.wal_ticket)
 
     def _store_batch(self, batch: ParsedBatch, codes: np.ndarray, now: int) -> IngestReport:
         report = IngestReport(errors=list(batch.errors))
@@ -291,5 +303,7 @@ class MetricStore:
                 "blocks": len(self.blocks),
                 "hosts": sum(len(h) for h in self.index.values()),
                 "clusters": sorted(self.index),
+                "write_mode": self.settings.write_mode,
+                "wal_fsyncs": self.wal.fsyncs if self.wal is not None else 0,
             }
         return {**self.counters.as_dict(), **gauges}

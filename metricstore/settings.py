@@ -148,7 +148,7 @@ class MetricStoreSettings(_DurationsChecked):
     )
     flush_interval: str = Field(
         "1s", alias="flush-interval", description="How often the write-ahead log is written and fsync'd: "
-        "the most a kill -9 can lose."
+        "in the default `write-mode: buffered`, the most a kill -9 can lose."
     )
     write_mode: Literal["buffered", "durable"] = Field(
         "buffered", alias="write-mode", description="What a 2xx from `/api/write/` promises. 'buffered' "

@@ -14,14 +14,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
+from api.errors import install_error_handlers
+from api.metricstore_routes import build_metricstore_router
 from metricstore.counters import IngestReport
 from metricstore.store import MetricStore
 from tests.support.server import ccstream_executable, free_port
 from tests.support.specs import find_specs
 from tests.support.wait import eventually
 
-from .conftest import T0
+from .conftest import T0, Keys, make_auth
 
 WRITERS = 8
 
@@ -159,3 +163,33 @@ def test_kill_9_after_a_durable_2xx_loses_nothing(durable_store_dir: tuple[Path,
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_failing_log_write_in_durable_mode_is_503_and_the_batch_is_retried(
+        make_store: Callable[..., MetricStore], keys: Keys) -> None:
+    failures = [OSError(5, "Input/output error")]
+    calls: list[int] = []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if failures:
+            raise failures.pop()
+        os.fsync(fd)
+
+    store = make_store({"write-mode": "durable", "flush-interval": "1h"}, fsync=fsync)
+    store.start()
+    try:
+        app = FastAPI()
+        install_error_handlers(app)
+        app.include_router(build_metricstore_router(store, make_auth(keys)))
+        http = TestClient(app)
+        http.headers["Authorization"] = f"Bearer {keys.token()}"
+        body = f"cpu_load,cluster=fritz,hostname=f0101 value=1 {T0}\n"
+        failed = http.post("/api/write/", content=body)
+        assert failed.status_code == 503
+        assert failed.json()["status"] == "Service Unavailable" and "send it again" in failed.json()["error"]
+        again = http.post("/api/write/", content=body.replace(" value=1", " value=2"))
+        assert again.status_code == 200 and again.json()["accepted"] == 1
+        assert len(calls) == 2 and store.wal is not None and store.wal.durable == store.wal.appended
+    finally:
+        store.close()

@@ -19,8 +19,8 @@ class IngestReport:
     dropped_unknown_metric: int = 0
     unknown_metrics: set[str] = field(default_factory=set)
     errors: list[tuple[int, str, str]] = field(default_factory=list)
-    #: The write-ahead log ticket of the batch's last record (0: nothing logged); see WalWriter.wait_durable.
-    wal_ticket: int = 0
+    #: The write-ahead log mark of the batch's last record (0: nothing logged); see WalWriter.wait_durable.
+    wal_mark: int = 0
 
     @property
     def rejected(self) -> int:

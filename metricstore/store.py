@@ -189,7 +189,7 @@ class MetricStore:
                 codes = self._codes(batch, default_cluster)
             report = self._store_batch(batch, codes, now)
             if self.wal is not None:
-                report.wal_ticket = self.wal.appended
+                report.wal_mark = self.wal.appended
         self.counters.add_report(report)
         return report
 
@@ -197,8 +197,8 @@ class MetricStore:
         """Block until the batch's write-ahead log records are fsync'ed (the `durable` write mode); the
         fsync is shared with every batch logged meanwhile. Raises OSError/WalClosed when that fails."""
         wal = self.wal
-        if wal is not None and report.wal_ticket:
-            wal.wait_durable(report.wal_ticket)
+        if wal is not None and report.wal_mark:
+            wal.wait_durable(report.wal_mark)
 
     def _store_batch(self, batch: ParsedBatch, codes: np.ndarray, now: int) -> IngestReport:
         report = IngestReport(errors=list(batch.errors))

@@ -58,10 +58,11 @@ class WalClosed(RuntimeError):
 class WalWriter:
     """Appends are cheap (a list append under a lock); `flush` writes and fsyncs them, off the ingest path.
 
-    Every append gets a ticket (the count of records appended so far); `durable` is the ticket up to which
-    records are on disk and fsync'ed. `wait_durable` is the group commit of durable writes: the first waiter
-    to get the I/O lock writes *everything* pending with one fsync, and the waiters queued behind it find
-    their tickets durable when they get the lock, so N concurrent requests cost about two fsyncs, not N.
+    Every append gets a mark (its record number: the count of records appended so far); `durable` is the
+    mark up to which records are on disk and fsync'ed. `wait_durable` is the group commit of durable
+    writes: the first waiter to get the I/O lock writes *everything* pending with one fsync, and the
+    waiters queued behind it find their marks durable when they get the lock, so N concurrent requests
+    cost about two fsyncs, not N.
     `fsync` is a seam for tests that count fsyncs; production uses `os.fsync`."""
 
     def __init__(self, directory: Path, seq: int, fsync: Callable[[int], None] = os.fsync) -> None:
@@ -79,7 +80,7 @@ class WalWriter:
         self.fsyncs = 0
 
     def append(self, kind: int, payload: bytes) -> int:
-        """Queue a record; returns its ticket for `wait_durable`."""
+        """Queue a record; returns its mark for `wait_durable`."""
         record = _HEADER.pack(len(payload), zlib.crc32(payload), kind) + payload
         with self._lock:
             self._pending.append(record)
@@ -91,14 +92,14 @@ class WalWriter:
         with self._io:
             return self._flush_locked()
 
-    def wait_durable(self, ticket: int) -> None:
-        """Return once every record up to `ticket` is written and fsync'ed (sharing the fsync of others)."""
-        if self.durable >= ticket:
+    def wait_durable(self, mark: int) -> None:
+        """Return once every record up to `mark` is written and fsync'ed (sharing the fsync of others)."""
+        if self.durable >= mark:
             return
         with self._io:
-            if self.durable < ticket:
+            if self.durable < mark:
                 self._flush_locked()
-            if self.durable < ticket:
+            if self.durable < mark:
                 raise WalClosed("the write-ahead log was closed before the batch reached the disk")
 
     def _flush_locked(self) -> int:

@@ -77,7 +77,7 @@ def test_concurrent_durable_writers_share_one_fsync(make_store: Callable[..., Me
         # One fsync for the first writer, one shared by the seven that queued behind it.
         assert fsync.calls == 2
         assert store.stats()["wal_fsyncs"] == 2
-        assert store.wal is not None and store.wal.durable >= max(r.wal_ticket for r in done)
+        assert store.wal is not None and store.wal.durable >= max(r.wal_mark for r in done)
     finally:
         fsync.release.set()
         store.close()

@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from api.config import ReadSettings
 from api.errors import ApiError, install_error_handlers
@@ -18,8 +19,28 @@ from api.readpool import CHUNK_BYTES, ChunkedAnswer, ReadPool, checkpoint
 from metricstore import debug, health
 from metricstore.query import APIQueryRequest, LimitExceeded, QueryPlan, plan_query, read_entry
 from metricstore.store import MetricStore
+from metricstore.wal import WalClosed
 
 MAX_BODY = 256 * 1024 * 1024
+
+_REPORT_EXAMPLE = {"accepted": 760, "rejected": 1, "rejected_by_reason": {"parse_error": 1}, "dropped_old": 0,
+                   "dropped_unknown_metric": 0, "unknown_metrics": [],
+                   "errors": [{"line": 12, "reason": "parse_error", "error": "no field 'value' in 'val=1'"}]}
+
+#: `/api/write/`'s answers, for the OpenAPI document.
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Stored (durable with `write-mode: durable`). Lines that were refused are named in "
+                         "`errors` (the first 20) and counted in `rejected` by reason; the others are stored.",
+          "content": {"application/json": {"example": _REPORT_EXAMPLE}}},
+    400: {"description": "Nothing was stored: every line with a sample was malformed; `error` names the first "
+                         "bad lines and their reasons.",
+          "content": {"application/json": {"example": {"status": "Bad Request",
+                                                       "error": "1 line(s) rejected, 0 sample(s) stored: line 1: "
+                                                                "no field 'value' in 'val=1'"}}}},
+    413: {"description": "The body is larger than 256 MiB; nothing was stored."},
+    503: {"description": "Durable mode only: the write-ahead log write or fsync failed; the samples are in "
+                         "memory but not durable, so the sender should send the batch again."},
+}
 
 
 class _Lifecycle(Protocol):
@@ -104,11 +125,25 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
     reads = pool or ReadPool(ReadSettings())
     router = APIRouter(prefix="/api", dependencies=[Depends(auth)], tags=["metricstore"])
 
-    @router.post("/write/")
+    @router.post("/write/", responses=WRITE_RESPONSES)
     async def write(request: Request, cluster: str | None = None) -> Response:
+        """Store a batch of InfluxDB line protocol (cc-metric-collector's HTTP sink, cc-metric-store's API).
+
+        A 200 means every sample it counts as `accepted` is in memory and, with `write-mode: durable`,
+        written and fsync'ed to the write-ahead log (otherwise it reaches the log within one
+        `flush-interval`). Malformed lines are refused one by one: when some lines were stored the answer
+        is still 200 — cc-metric-collector treats anything else as a failed batch — and its body names the
+        refused lines and their reasons (`rejected`, `errors`); only a batch of which nothing was stored is
+        answered 400. Old samples and unknown metrics are dropped and counted, not refused."""
         report = store.ingest_lines(await _body(request), cluster or None)
-        if not report.ok:
+        if report.errors and not report.accepted:
             raise ApiError(400, report.message())
+        if store.settings.durable_writes:
+            try:
+                await run_in_threadpool(store.wait_durable, report)
+            except (OSError, WalClosed) as exc:
+                raise ApiError(503, f"the batch is in memory but its write-ahead log write failed ({exc}); "
+                                    "it is not durable: send it again") from None
         return _json(report.as_dict())
 
     @router.get("/query/", operation_id="ms_query")

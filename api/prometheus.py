@@ -44,7 +44,7 @@ _STORE_COUNTER_PREFIXES = ("samples_", "lines_", "chunks_freed", "archived_", "b
 
 
 def _is_store_counter(key: str) -> bool:
-    return key.startswith(_STORE_COUNTER_PREFIXES) or "overwritten" in key
+    return key.startswith(_STORE_COUNTER_PREFIXES) or "overwritten" in key or key == "wal_fsyncs"
 
 
 def route_template(scope: Scope) -> str:
@@ -164,8 +164,14 @@ class StateCollector:
         if services.agent_state is not None:
             yield GaugeMetricFamily("ccstream_archiver_pending_jobs", "Stopped jobs waiting to be archived "
                                     "(retries included).", value=len(services.agent_state.pending("archiver")))
+        yield unknown_host_family("ccstream_intake_unknown_host_resources", "Resources of accepted job starts "
+                                  "whose host is in no subcluster nodelist, by cluster (hosts: GET "
+                                  "/api/admin/status).", services.intake.unknown_hosts.totals())
         if services.metric_store is not None:
             yield from metric_store_families(services.metric_store.stats())
+            yield unknown_host_family("ccstream_metricstore_unknown_host_samples", "Samples stored for hosts in "
+                                      "no subcluster nodelist of their cluster, by cluster (hosts: GET "
+                                      "/api/admin/status).", services.metric_store.unknown_hosts.totals())
         if services.nats is not None:
             yield from nats_families(services.nats.status.state, services.nats.status.subscribed,
                                      services.nats.status.connects,
@@ -195,6 +201,14 @@ def agent_families(services: Services) -> Iterator[Metric]:
         failures.add_metric([status.name], status.failures)
         quarantined.add_metric([status.name], status.quarantined)
     yield from (checkpoint, lag, running, failures, quarantined)
+
+
+def unknown_host_family(name: str, documentation: str, totals: Mapping[str, int]) -> Metric:
+    """A counter by cluster only: host names are unbounded, so they stay out of labels."""
+    family = CounterMetricFamily(name, documentation, labels=["cluster"])
+    for cluster, count in sorted(totals.items()):
+        family.add_metric([cluster], count)
+    return family
 
 
 def _is_number(value: Any) -> bool:

@@ -25,7 +25,7 @@ from fastapi import HTTPException, Request  # noqa: E402  (module level: FastAPI
 from metricstore_common import batches, median, metrics_config, pin  # noqa: E402
 
 
-def serve(port: int, directory: str, public_pem: bytes) -> None:
+def serve(port: int, directory: str, public_pem: bytes, write_mode: str = "buffered") -> None:
     """Child: the metric store app on one core."""
     import jwt
     import uvicorn
@@ -45,7 +45,7 @@ def serve(port: int, directory: str, public_pem: bytes) -> None:
         except jwt.PyJWTError as exc:
             raise HTTPException(401, str(exc)) from None
 
-    settings = MetricStoreSettings.model_validate({"metrics": metrics_config(),
+    settings = MetricStoreSettings.model_validate({"metrics": metrics_config(), "write-mode": write_mode,
                                                    "checkpoints": {"directory": directory}})
     app = create_metricstore_app(MetricStore(settings, []), auth)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -83,13 +83,15 @@ def _post_all(port: int, token: str, bodies: list[bytes], connections: int = 2) 
         t.join()
 
 
-def bench_http(samples: int, runs: int, batch_lines: int) -> float:
+def bench_http(samples: int, runs: int, batch_lines: int, connections: int = 2,
+               write_mode: str = "buffered") -> float:
+    """Median samples/s of `runs` runs of `samples` samples over `connections` concurrent writers."""
     from tests.support.natsserver import free_port
 
     token, pem = _token()
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        child = subprocess.Popen([sys.executable, __file__, "--serve", str(port), tmp],
+        child = subprocess.Popen([sys.executable, __file__, "--serve", str(port), tmp, write_mode],
                                  stdin=subprocess.PIPE)
         assert child.stdin is not None
         child.stdin.write(pem)
@@ -103,7 +105,7 @@ def bench_http(samples: int, runs: int, batch_lines: int) -> float:
             for run in range(runs + 1):  # run 0 warms up: it creates every series
                 bodies = list(batches(nodes, base + 60 * run, batch_lines))
                 began = time.perf_counter()
-                _post_all(port, token, bodies)
+                _post_all(port, token, bodies, connections)
                 elapsed = time.perf_counter() - began
                 if run:
                     rates.append(nodes * 380 / elapsed)
@@ -194,7 +196,7 @@ def bench_nats(samples: int, runs: int, batch_lines: int) -> float:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        serve(int(sys.argv[2]), sys.argv[3], sys.stdin.buffer.read())
+        serve(int(sys.argv[2]), sys.argv[3], sys.stdin.buffer.read(), *sys.argv[4:5])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--publish":
         publish(sys.argv[2])

@@ -38,7 +38,7 @@ class Runtime:
         began = time.perf_counter()
         with self.store.lock:
             next_seq, result = snapshot.restore(self.store, self.directory, self.settings.restore_seconds)
-            self.store.wal = WalWriter(self.directory, next_seq)
+            self.store.wal = WalWriter(self.directory, next_seq, self.store.fsync)
         counters = self.store.counters
         counters.set("last_restore_seconds", round(time.perf_counter() - began, 3))
         counters.set("wal_torn_bytes", result.torn_bytes)

@@ -112,6 +112,14 @@ class Catalogue:
         """A cluster is known from its cluster.json, or any cluster when standalone metrics exist."""
         return cluster in self.clusters or bool(self.standalone)
 
+    def outside_nodelists(self, cluster: str, host: str) -> bool:
+        """Whether the cluster's cluster.json lists nodes and no subcluster lists this host (a standalone
+        cluster, a `*` subcluster, or no node lists at all: every host belongs)."""
+        info = self.clusters.get(cluster)
+        if info is None or not info.host_subcluster or "*" in info.host_subcluster:
+            return False
+        return host not in info.host_subcluster
+
     def metric(self, cluster: str, name: str) -> MetricInfo | None:
         """The metric's definition for this cluster, or None when it is not configured."""
         info = self.clusters.get(cluster)

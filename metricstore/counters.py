@@ -19,6 +19,8 @@ class IngestReport:
     dropped_unknown_metric: int = 0
     unknown_metrics: set[str] = field(default_factory=set)
     errors: list[tuple[int, str, str]] = field(default_factory=list)
+    #: The write-ahead log mark of the batch's last record (0: nothing logged); see WalWriter.wait_durable.
+    wal_mark: int = 0
 
     @property
     def rejected(self) -> int:
@@ -42,6 +44,7 @@ class IngestReport:
         return {
             "accepted": self.accepted,
             "rejected": self.rejected,
+            "rejected_by_reason": dict(Counter(reason for _line, reason, _msg in self.errors)),
             "dropped_old": self.dropped_old,
             "dropped_unknown_metric": self.dropped_unknown_metric,
             "unknown_metrics": sorted(self.unknown_metrics),
@@ -61,6 +64,8 @@ class Counters:
         self.dropped_unknown_metric = 0
         self.unknown_metrics: set[str] = set()
         self.batches = 0
+        self.batches_partial = 0  # some lines refused, the rest stored (answered 200, naming the refused)
+        self.batches_refused = 0  # lines refused and nothing stored (answered 400)
         self.freed: Counter[str] = Counter()  # chunks freed by reason: retention, memory_cap, free_api
         self.values: dict[str, Any] = {"last_checkpoint": None, "last_checkpoint_seconds": None,
                                        "last_restore_seconds": None, "wal_torn_bytes": 0,
@@ -69,6 +74,11 @@ class Counters:
     def add_report(self, report: IngestReport) -> None:
         with self._lock:
             self.batches += 1
+            if report.errors:
+                if report.accepted:
+                    self.batches_partial += 1
+                else:
+                    self.batches_refused += 1
             self.samples_accepted += report.accepted
             self.dropped_old += report.dropped_old
             self.dropped_unknown_metric += report.dropped_unknown_metric
@@ -95,6 +105,8 @@ class Counters:
                 "samples_dropped_unknown_metric": self.dropped_unknown_metric,
                 "unknown_metrics": sorted(self.unknown_metrics),
                 "batches": self.batches,
+                "batches_partial": self.batches_partial,
+                "batches_refused": self.batches_refused,
                 "chunks_freed_by_reason": dict(self.freed),
                 **self.values,
             }

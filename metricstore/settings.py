@@ -151,7 +151,15 @@ class MetricStoreSettings(_DurationsChecked):
     )
     flush_interval: str = Field(
         "1s", alias="flush-interval", description="How often the write-ahead log is written and fsync'd: "
-        "the most a kill -9 can lose."
+        "in the default `write-mode: buffered`, the most a kill -9 can lose."
+    )
+    write_mode: Literal["buffered", "durable"] = Field(
+        "buffered", alias="write-mode", description="What a 2xx from `/api/write/` promises. 'buffered' "
+        "(the default, as cc-metric-store): the samples are in memory and reach the write-ahead log within "
+        "one `flush-interval`, so a kill -9 or power loss can lose the last interval. 'durable': the answer "
+        "waits until the batch's write-ahead log records are written and fsync'ed; concurrent requests share "
+        "one fsync (group commit). NATS metric lines are fire-and-forget in both modes (core NATS has no "
+        "acknowledgement to delay) and reach the log within one `flush-interval`."
     )
     checkpoint_interval: str | None = Field(
         None, alias="checkpoint-interval", description="cc-backend's newer spelling of checkpoints.interval."
@@ -167,6 +175,11 @@ class MetricStoreSettings(_DurationsChecked):
         "`/api/query/` request may have together (400 above): bounds the work of one request. A 1,000-node "
         "job's 24 h of 25 metrics at 60 s is 36 M."
     )
+
+    @property
+    def durable_writes(self) -> bool:
+        """Whether `/api/write/` answers only after an fsync of the batch's log records."""
+        return self.write_mode == "durable"
 
     @property
     def retention_seconds(self) -> int:

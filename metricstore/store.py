@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -19,6 +20,7 @@ from metricstore.ports import Clock, NoRunningJobs, RunningJobHosts, system_cloc
 from metricstore.series import LineError, parse_series
 from metricstore.settings import MetricStoreSettings
 from metricstore.wal import KIND_ROWS, KIND_SAMPLES, WalWriter, encode_samples
+from streams.unknownhosts import UnknownHosts
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +37,23 @@ class MetricStore:
 
     def __init__(self, settings: MetricStoreSettings, clusters: Iterable[Mapping[str, Any]], *,
                  running_jobs: RunningJobHosts | None = None, clock: Clock = system_clock,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, fsync: Callable[[int], None] = os.fsync) -> None:
         self.settings = settings
         #: Seconds for the background intervals (flush, cleanup, checkpoints); `clock` is sample time.
         self.monotonic = monotonic
         self.catalogue = Catalogue(clusters, settings.metrics)
         self.running_jobs = running_jobs or NoRunningJobs()
         self.clock = clock
+        self.fsync = fsync  # the write-ahead log's fsync (a seam: tests count the calls)
         self.lock = threading.RLock()
         self.blocks: list[Block] = []
         self.keys: list[list[tuple[str, str, str]]] = []  # per block, per row: (host, level, metric)
         self.index: dict[str, dict[str, dict[str, Levels]]] = {}  # cluster -> host -> metric -> levels
         self.counters = Counters()
+        #: Hosts whose lines are stored although no subcluster nodelist of their cluster lists them.
+        self.unknown_hosts = UnknownHosts("metric store")
+        self._outside: list[bytearray] = []  # per block, per row: 1 when the row's host is outside the nodelists
+        self._outside_rows: list[int] = []  # per block: how many such rows (0: nothing to count)
         self.wal: WalWriter | None = None
         self._block_ids: dict[tuple[str, int], int] = {}
         self._cache: dict[str | None, dict[str, int]] = {}
@@ -105,6 +112,8 @@ class MetricStore:
             bid = self._block_ids[key] = len(self.blocks)
             self.blocks.append(Block(cluster, frequency, self.settings.retention_seconds))
             self.keys.append([])
+            self._outside.append(bytearray())
+            self._outside_rows.append(0)
         return bid
 
     def define_row(self, cluster: str, frequency: int, host: str, level: str, metric: str) -> tuple[int, int]:
@@ -116,6 +125,9 @@ class MetricStore:
         bid = self.block_id(cluster, frequency)
         row = self.blocks[bid].add_rows(1)
         self.keys[bid].append((host, level, metric))
+        outside = self.catalogue.outside_nodelists(cluster, host)
+        self._outside[bid].append(outside)
+        self._outside_rows[bid] += outside
         levels[level] = (bid, row)
         return bid, row
 
@@ -179,8 +191,17 @@ class MetricStore:
                 batch = parse_lines(data, now)  # only the per-line parser knows line numbers
                 codes = self._codes(batch, default_cluster)
             report = self._store_batch(batch, codes, now)
+            if self.wal is not None:
+                report.wal_mark = self.wal.appended
         self.counters.add_report(report)
         return report
+
+    def wait_durable(self, report: IngestReport) -> None:
+        """Block until the batch's write-ahead log records are fsync'ed (the `durable` write mode); the
+        fsync is shared with every batch logged meanwhile. Raises OSError/WalClosed when that fails."""
+        wal = self.wal
+        if wal is not None and report.wal_mark:
+            wal.wait_durable(report.wal_mark)
 
     def _store_batch(self, batch: ParsedBatch, codes: np.ndarray, now: int) -> IngestReport:
         report = IngestReport(errors=list(batch.errors))
@@ -220,11 +241,30 @@ class MetricStore:
         rows = codes & 0xFFFFFFFF
         lo, hi = int(bids.min()), int(bids.max())
         if lo == hi:
+            self._count_outside(lo, rows)
             self.write_samples(lo, rows, times, values, report)
             return
         for bid in np.unique(bids).tolist():
             sel = bids == bid
+            self._count_outside(int(bid), rows[sel])
             self.write_samples(int(bid), rows[sel], times[sel], values[sel], report)
+
+    def _count_outside(self, bid: int, rows: np.ndarray) -> None:
+        """Count the samples of hosts outside their cluster's nodelists, per host (free when there are none)."""
+        if not self._outside_rows[bid]:
+            return
+        flags = np.frombuffer(self._outside[bid], np.uint8)
+        hit = rows[flags[rows] == 1]
+        if not hit.size:
+            return
+        cluster, keys = self.blocks[bid].cluster, self.keys[bid]
+        per_host: dict[str, int] = {}
+        found, counts = np.unique(hit, return_counts=True)
+        for row, count in zip(found.tolist(), counts.tolist(), strict=True):
+            host = keys[row][0]
+            per_host[host] = per_host.get(host, 0) + count
+        for host, count in per_host.items():
+            self.unknown_hosts.record(cluster, host, count)
 
     def write_samples(self, bid: int, rows: np.ndarray, times: np.ndarray, values: np.ndarray,
                       report: IngestReport | None = None) -> None:
@@ -295,5 +335,8 @@ class MetricStore:
                 "blocks": len(self.blocks),
                 "hosts": sum(len(h) for h in self.index.values()),
                 "clusters": sorted(self.index),
+                "write_mode": self.settings.write_mode,
+                "wal_fsyncs": self.wal.fsyncs if self.wal is not None else 0,
             }
+        gauges["unknown_hosts"] = self.unknown_hosts.snapshot()
         return {**self.counters.as_dict(), **gauges}

@@ -43,6 +43,8 @@ class _Cluster:
     fallback: str | None
     metrics: dict[str, tuple[dict[str, Any], ...]]
     problems: tuple[str, ...]
+    #: True when a `*` subcluster takes any host, or no subcluster lists nodes: no host is then "unknown".
+    any_host: bool = False
     #: Hosts already resolved by `subcluster_of` (every start asks for its first host; a cluster has at
     #: most some ten thousand, and hostile requests cannot grow it past `_HOSTS_REMEMBERED`).
     host_subclusters: dict[str, str | None] = field(default_factory=dict)
@@ -143,6 +145,14 @@ class ClusterRegistry:
         known[hostname] = found
         return found
 
+    def outside_nodelists(self, cluster: str, hostname: str) -> bool:
+        """Whether a known cluster lists nodes and none of its subclusters lists this host (accepted all
+        the same, as cc-backend does, but counted: see streams.unknownhosts)."""
+        entry = self._clusters.get(cluster)
+        if entry is None or entry.any_host:
+            return False
+        return not any(nodelist.contains(hostname) for _name, nodelist in entry.nodelists)
+
     def metric_config(self, cluster: str, subcluster: str | None = None) -> list[dict[str, Any]]:
         """Cluster metricConfig, or with `subcluster` the effective one: overrides applied, removals gone.
 
@@ -187,16 +197,19 @@ def _compile(raw: dict[str, Any], origin: str) -> _Cluster:
         raise ClusterConfigError(f"{origin}: " + "; ".join(problems))
     nodelists: list[tuple[str, NodeList]] = []
     fallback: str | None = None
+    wildcard = False
     for index, sc in enumerate(raw["subClusters"]):
         nodes = NodeList.parse(sc["nodes"])  # already checked by _structure_problems
         if nodes.is_wildcard:
+            wildcard = True
             fallback = fallback or sc["name"]
         elif sc["nodes"]:
             nodelists.append((sc["name"], nodes))
         elif index == 0:
             fallback = fallback or sc["name"]  # cc-backend: an empty first list takes unlisted hosts
     metrics = {sc["name"]: _effective_metrics(raw["metricConfig"], sc["name"]) for sc in raw["subClusters"]}
-    return _Cluster(raw, tuple(nodelists), fallback, metrics, tuple(validate_cluster(raw)))
+    return _Cluster(raw, tuple(nodelists), fallback, metrics, tuple(validate_cluster(raw)),
+                    any_host=wildcard or not nodelists)
 
 
 def _effective_metrics(metric_config: list[dict[str, Any]], subcluster: str) -> tuple[dict[str, Any], ...]:

@@ -26,14 +26,20 @@ def build_router(admin_auth: Any) -> APIRouter:
 
     @router.get("/api/admin/status")
     async def status(request: Request) -> JSON:
-        """Log head and, per agent, checkpoint, lag and the last failure."""
+        """Log head; per agent, checkpoint, lag and the last failure; the metric store's figures; and
+        `unknownHosts`: hosts of job starts (`jobs`) and of metric lines (`metrics`) that no subcluster
+        nodelist of their cluster lists, accepted but counted per cluster (`byCluster`) and listed with
+        count and first/last seen, most recent first (at most 100 each; `evicted` says how many fell off)."""
         services = services_of(request)
         agents = await run_in_threadpool(lambda: [_agent_json(r) for r in services.runners()])
-        body: dict[str, Any] = {"log": {"head": services.log.head()}, "agents": agents}
+        body: dict[str, Any] = {"log": {"head": services.log.head()}, "agents": agents,
+                                "unknownHosts": {"jobs": services.intake.unknown_hosts.snapshot()}}
         if services.agent_state is not None:
             body["archiverPending"] = len(services.agent_state.pending("archiver"))
         if services.metric_store is not None:
-            body["metricStore"] = services.metric_store.stats()
+            stats = services.metric_store.stats()
+            body["unknownHosts"]["metrics"] = stats.pop("unknown_hosts")
+            body["metricStore"] = stats
         return JSON(body)
 
     @router.post("/api/admin/agents/{agent}/skip/{position}")

@@ -32,6 +32,7 @@ from streams.ingest.requests import (
 from streams.ingest.tagscope import scope_error
 from streams.log import EventLog
 from streams.settings import IntakeSettings
+from streams.unknownhosts import UnknownHosts
 
 
 class Clusters(Protocol):
@@ -46,6 +47,8 @@ class Clusters(Protocol):
     def subcluster_of(self, cluster: str, hostname: str) -> str | None: ...
 
     def get(self, name: str) -> dict[str, Any] | None: ...
+
+    def outside_nodelists(self, cluster: str, hostname: str) -> bool: ...
 
 
 #: Requests decided at once from which the intake counts as busy (see JobIntake.busy).
@@ -80,6 +83,8 @@ class JobIntake:
         self.user_exists = user_exists
         self._locks = KeyedLocks()
         self._in_flight = 0
+        #: Hosts of accepted starts that no subcluster nodelist lists (accepted as by cc-backend, counted).
+        self.unknown_hosts = UnknownHosts("job intake")
 
     def busy(self) -> bool:
         """Whether starts and stops arrive in a burst (several decided at once): background agents give
@@ -140,7 +145,16 @@ class JobIntake:
                     self._stop_event(subject, payload["startTime"], parked.data, source, parked.id, generation)
                 )
             results = await self.log.append_async(events)
+        self._note_unknown_hosts(payload)
         return Accepted(subject, results[-1].position, resolved_parked_stop=parked is not None)
+
+    def _note_unknown_hosts(self, payload: dict[str, Any]) -> None:
+        """Count the resources of a newly accepted start whose host is in no subcluster's nodelist."""
+        cluster = payload["cluster"]
+        for resource in payload["resources"]:
+            host = resource["hostname"]
+            if self.clusters.outside_nodelists(cluster, host):
+                self.unknown_hosts.record(cluster, host)
 
     def normalise_start(self, request: StartJobRequest) -> dict[str, Any]:
         """cc-backend's sanity checks and defaults; the result is a valid `job.started` payload."""

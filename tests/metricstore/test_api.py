@@ -37,13 +37,37 @@ def test_query_numbers_are_rounded_like_go_and_nan_is_null(api: TestClient) -> N
     assert entry["data"] == [1.235, None, 2.0] and entry["avg"] == 1.62 and entry["min"] == 1.23
 
 
-def test_write_with_bad_lines_answers_400_but_stores_the_rest(api: TestClient, store: MetricStore) -> None:
-    body = f"cpu_load,cluster=fritz,hostname=h1 value=1 {T0}\ncpu_load,cluster=fritz,hostname=h/1 value=1 {T0}\n"
+def test_partly_bad_batch_answers_200_naming_the_refused_lines(api: TestClient, store: MetricStore) -> None:
+    body = (f"cpu_load,cluster=fritz,hostname=h1 value=1 {T0}\n"
+            f"cpu_load,cluster=fritz,hostname=h/1 value=1 {T0}\n"
+            f"cpu_load,cluster=fritz,hostname=h2 val=1 {T0}\n"
+            f"cpu_load,cluster=fritz,hostname=h3 value=3 {T0}\n")
+    resp = api.post("/api/write/", content=body)
+    assert resp.status_code == 200  # cc-metric-collector counts anything but 200 as a failed batch
+    answer = resp.json()
+    assert answer["accepted"] == 2 and answer["rejected"] == 2
+    assert answer["rejected_by_reason"] == {"invalid_name": 1, "parse_error": 1}
+    assert [(e["line"], e["reason"]) for e in answer["errors"]] == [(2, "invalid_name"), (3, "parse_error")]
+    assert answer["errors"][0]["error"] == "invalid hostname 'h/1': must not contain '..', '/' or '\\'"
+    assert store.levels("fritz", "h1", "cpu_load") is not None and store.levels("fritz", "h3", "cpu_load")
+    stats = api.get("/api/debug/").status_code == 200 and store.stats()
+    assert stats["batches_partial"] == 1 and stats["batches_refused"] == 0
+    assert stats["lines_rejected_by_reason"] == {"invalid_name": 1, "parse_error": 1}
+
+
+def test_batch_with_nothing_stored_answers_400(api: TestClient, store: MetricStore) -> None:
+    body = f"cpu_load,cluster=fritz,hostname=h/1 value=1 {T0}\ncpu_load,cluster=fritz,hostname=h1 val=1 {T0}\n"
     resp = api.post("/api/write/", content=body)
     assert resp.status_code == 400
-    assert resp.json() == {"status": "Bad Request", "error": "1 line(s) rejected, 1 sample(s) stored: "
-                           "line 2: invalid hostname 'h/1': must not contain '..', '/' or '\\'"}
-    assert store.levels("fritz", "h1", "cpu_load") is not None
+    assert resp.json() == {"status": "Bad Request", "error": "2 line(s) rejected, 0 sample(s) stored: "
+                           "line 1: invalid hostname 'h/1': must not contain '..', '/' or '\\'; "
+                           "line 2: no field 'value' in 'val=1'"}
+    assert store.stats()["batches_refused"] == 1 and store.levels("fritz", "h1", "cpu_load") is None
+
+
+def test_batch_of_only_old_or_unknown_samples_is_not_an_error(api: TestClient, store: MetricStore) -> None:
+    resp = api.post("/api/write/", content=f"no_such_metric,cluster=fritz,hostname=h1 value=1 {T0}\n")
+    assert resp.status_code == 200 and resp.json()["dropped_unknown_metric"] == 1 and resp.json()["rejected"] == 0
 
 
 @pytest.mark.parametrize(("body", "message"), [

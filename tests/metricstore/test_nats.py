@@ -86,3 +86,23 @@ async def test_starts_while_nats_is_down_and_connects_later(store: MetricStore,
     finally:
         await subscriber.stop()
     assert value(store, "fritz", "z", "cpu_load", "") == 3.0
+
+
+async def test_lines_over_nats_for_hosts_outside_the_nodelists_are_counted(store: MetricStore, nats_url: str) -> None:
+    subscriber = NatsMetricSubscriber(store, [NatsSubscription(subscribe_to="m", cluster_tag="fritz")],
+                                      NatsConnection(address=nats_url))
+    await subscriber.start()
+    publisher = await nats.connect(nats_url)
+    try:
+        await wait_for(lambda: subscriber.counters["connected"])
+        await publisher.publish("m", "".join(f"cpu_load,hostname={h} value=1 {T0 + t}\n"
+                                             for h, t in (("f0101", 0), ("zz01", 0), ("zz01", 60), ("zz02", 0))
+                                             ).encode())
+        await publisher.flush()
+        await wait_for(lambda: store.stats()["samples_accepted"] == 4)
+    finally:
+        await publisher.close()
+        await subscriber.stop()
+    view = store.unknown_hosts.snapshot()
+    assert view["byCluster"] == {"fritz": 3}
+    assert sorted((h["host"], h["count"]) for h in view["hosts"]) == [("zz01", 2), ("zz02", 1)]

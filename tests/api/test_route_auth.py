@@ -24,6 +24,8 @@ from tests.api.conftest import Tokens, add_accounts, assert_error, claims, sign
 UNAUTHENTICATED = {"/healthz"}
 ADMIN_PREFIXES = ("/api/admin/", "/api/users/", "/api/user/")
 KNOWN_ADMIN_ROUTES = {"/api/users/", "/api/user/{username}", "/api/admin/status", "/api/admin/parked-stops"}
+#: Routes for every signed-in account, whatever its roles: what each sees is decided inside (GraphQL).
+SIGNED_IN_ROUTES = {"/query"}
 PATH_VALUES = {"username": "nobody"}  # every other path parameter gets "1"
 
 Endpoint = tuple[str, str, str]  # method, concrete path, route template
@@ -139,7 +141,14 @@ def test_malformed_credentials_are_unauthorized_everywhere(shared_client, header
 
 def test_user_only_token_is_forbidden_everywhere(shared_client) -> None:
     http, tok = shared_client
-    check_all(http, tok.headers("user"), everywhere(403), "lacks role")
+    check_all(http, tok.headers("user"), lambda t: None if t in SIGNED_IN_ROUTES else 403, "lacks role")
+
+
+def test_any_signed_in_account_passes_authentication_on_the_graphql_endpoint(shared_client) -> None:
+    http, tok = shared_client
+    for who in ("user", "api", "admin"):
+        response = http.post("/query", json={"query": "{ tags { id } }"}, headers=tok.headers(who))
+        assert response.status_code == 200 and response.json() == {"data": {"tags": []}}, response.text
 
 
 def test_api_only_token_is_forbidden_on_admin_routes(shared_client) -> None:
@@ -150,7 +159,8 @@ def test_api_only_token_is_forbidden_on_admin_routes(shared_client) -> None:
 def test_admin_only_token_is_forbidden_on_api_routes(shared_client) -> None:
     http, tok = shared_client
     admin_only = sign(tok.private_key, claims("boss", ["admin"]))  # the account has api too: the token does not
-    check_all(http, {"X-Auth-Token": admin_only}, lambda t: None if is_admin(t) else 403, "api")
+    check_all(http, {"X-Auth-Token": admin_only},
+              lambda t: None if is_admin(t) or t in SIGNED_IN_ROUTES else 403, "api")
 
 
 @pytest.mark.parametrize("who", ["api", "admin"])

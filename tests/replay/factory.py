@@ -123,18 +123,18 @@ def edits(subjects: list[str], count: int, seed: int = 7) -> list[Event]:
                 out.append(new_event("user.deleted", f"users/{name}", {"username": name}))
         elif n % 120 == 11:
             out.append(new_event("tag.deleted", "tags", rng.choice(tags)))
-        elif n % 120 == 23:
-            out.append(new_event("tag.created", "tags", {**rng.choice(tags), "name": f"made{n % 5}"}))
-        elif n % 120 == 35:
-            out.append(new_event("user.configuration_updated", f"users/u{n % 40}", {
-                "username": f"u{n % 40}", "key": rng.choice(["jobList_jobsPerPage", "plotConfiguration_lineWidth"]),
-                "value": str(n % 9)}))
         else:
             hosts = rng.sample(FRITZ_MAIN_HOSTS, 3)
             out.append(new_event("node.states_reported", "nodes/fritz", {"cluster": "fritz", "timeStamp": T0 + n,
                 "nodes": [{"hostname": h, "subCluster": "main", "states": ["MIXED"], "nodeState": "mixed",
                            "healthState": "full", "healthMetrics": {"missing": [], "degraded": [h]},
                            "jobsRunning": 1, "cpusAllocated": 4} for h in hosts]}))
+    # Tags made without a job and UI settings, after the rest (their own sequence, not the random one above).
+    for n in range(count // 60):
+        out.append(new_event("tag.created", "tags", {**tags[n % len(tags)], "name": f"made{n % 5}"}))
+        out.append(new_event("user.configuration_updated", f"users/u{n % 40}", {
+            "username": f"u{n % 40}", "key": ("jobList_jobsPerPage", "plotConfiguration_lineWidth")[n % 2],
+            "value": str(n % 9)}))
     return out
 
 

@@ -62,10 +62,10 @@ def site(tmp_path: Path) -> Path:
 def test_rebuild_verify_and_a_tampered_model(site: Path) -> None:
     rebuilt = ccstream_process(site, "replay", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "jobdb: replayed 770 events" in rebuilt.stdout and "swapped into var/job.db" in rebuilt.stdout
+    assert "jobdb: replayed 776 events" in rebuilt.stdout and "swapped into var/job.db" in rebuilt.stdout
     ok = ccstream_process(site, "replay", "verify", "jobdb")
     assert ok.returncode == 0, ok.stderr
-    assert "jobdb: identical to a rebuild at position 770" in ok.stdout
+    assert "jobdb: identical to a rebuild at position 776" in ok.stdout
     with sqlite3.connect(site / "var" / "job.db") as conn:
         conn.execute("UPDATE job SET job_state = 'timeout' WHERE job_id BETWEEN 1 AND 30 AND job_state != 'timeout'")
     failed = ccstream_process(site, "replay", "verify", "--max-diffs", "3")
@@ -73,7 +73,7 @@ def test_rebuild_verify_and_a_tampered_model(site: Path) -> None:
     assert failed.stdout.startswith("job [job_id=1 cluster='fritz' start_time=1700000007] job_state: live 'timeout'")
     assert "… and " in failed.stdout
     [error] = failed.stderr.strip().splitlines()[-1:]
-    assert error.startswith("ccstream: jobdb differs from a rebuild at position 770:") and "(job " in error
+    assert error.startswith("ccstream: jobdb differs from a rebuild at position 776:") and "(job " in error
     unknown = ccstream_process(site, "replay", "verify", "nodes")
     assert unknown.returncode == 1 and "unknown read model(s) nodes; known: jobdb" in unknown.stderr
 
@@ -103,8 +103,8 @@ def test_export_import_round_trip_and_malformed_lines(
     site: Path, tmp_path: Path, ccstream: Callable[..., Ran]
 ) -> None:
     exported = ccstream(site, "replay", "export", "--output", "all.jsonl")
-    assert exported.returncode == 0 and "exported 770 events" in exported.stderr
-    partial = ccstream(site, "replay", "export", "--after", "765")
+    assert exported.returncode == 0 and "exported 776 events" in exported.stderr
+    partial = ccstream(site, "replay", "export", "--after", "771")
     assert len(partial.stdout.splitlines()) == 5
     other = tmp_path / "other"
     other.mkdir()
@@ -113,11 +113,11 @@ def test_export_import_round_trip_and_malformed_lines(
     (other / "in.jsonl").write_bytes(b"".join([data[0], b"garbage\n", *data[1:]]))
     first = ccstream(other, "replay", "import", "in.jsonl")
     assert first.returncode == 1
-    assert "read 771 lines: 770 events appended, 0 already in the log, 1 malformed lines skipped" in first.stdout
+    assert "read 777 lines: 776 events appended, 0 already in the log, 1 malformed lines skipped" in first.stdout
     assert "line 2: not JSON" in first.stderr
     (other / "in.jsonl").write_bytes(b"".join(data))
     again = ccstream(other, "replay", "import", "in.jsonl")
-    assert again.returncode == 0 and "0 events appended, 770 already in the log" in again.stdout
+    assert again.returncode == 0 and "0 events appended, 776 already in the log" in again.stdout
     assert ccstream(other, "replay", "rebuild").returncode == 0
     assert ccstream(site, "replay", "rebuild").returncode == 0
     dumps = [ccstream(d, "replay", "dump").stdout for d in (site, other)]

@@ -86,3 +86,23 @@ async def test_starts_while_nats_is_down_and_connects_later(store: MetricStore,
     finally:
         await subscriber.stop()
     assert value(store, "fritz", "z", "cpu_load", "") == 3.0
+
+
+async def test_a_message_over_the_size_limit_is_counted_and_not_processed(store: MetricStore, nats_url: str) -> None:
+    subscriber = NatsMetricSubscriber(store, [NatsSubscription(subscribe_to="m", cluster_tag="fritz")],
+                                      NatsConnection(address=nats_url), max_message_bytes=200)
+    await subscriber.start()
+    publisher = await nats.connect(nats_url)
+    lines = b"\n".join(f"cpu_load,hostname=f{n:04d},type=node value=1 {T0}".encode() for n in range(10))
+    assert len(lines) > 200
+    try:
+        await wait_for(lambda: subscriber.counters["connected"])
+        await publisher.publish("m", lines)
+        await publisher.publish("m", f"cpu_load,hostname=f0650,type=node value=2 {T0}".encode())
+        await publisher.flush()
+        await wait_for(lambda: store.stats()["samples_accepted"] == 1)
+    finally:
+        await publisher.close()
+        await subscriber.stop()
+    assert subscriber.counters["oversize_messages"] == 1 and subscriber.counters["messages"] == 2
+    assert store.stats()["lines_rejected"] == 0, "the over-size message was not parsed at all"

@@ -213,7 +213,8 @@ def cmd_metricstore(args: argparse.Namespace) -> None:
     store = MetricStore(settings.metric_store, clusters.clusters())
     subscriber = build_metric_nats(settings, store)
     auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
-    app = create_metricstore_app(store, auth.dependency("api"), services=(subscriber,) if subscriber else ())
+    app = create_metricstore_app(store, auth.dependency("api"), services=(subscriber,) if subscriber else (),
+                                 settings=settings)
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
     uvicorn.run(app, host=host or "127.0.0.1", port=int(port), log_level=args.log_level, access_log=False,
                 proxy_headers=False, timeout_graceful_shutdown=SHUTDOWN_GRACE)

@@ -12,14 +12,13 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.config import ReadSettings
+from api.bodylimit import WRITE_PATH, BodyLimitMiddleware, limit_of
+from api.config import ReadSettings, Settings
 from api.errors import ApiError, install_error_handlers
 from api.readpool import CHUNK_BYTES, ChunkedAnswer, ReadPool, checkpoint
 from metricstore import debug, health
 from metricstore.query import APIQueryRequest, LimitExceeded, QueryPlan, plan_query, read_entry
 from metricstore.store import MetricStore
-
-MAX_BODY = 256 * 1024 * 1024
 
 
 class _Lifecycle(Protocol):
@@ -47,10 +46,8 @@ def _describe(exc: ValidationError) -> str:
 
 
 async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
-    return body
+    """The body, within the limit the app's BodyLimitMiddleware holds it to (`metric-store.max-write-bytes`)."""
+    return await request.body()
 
 
 def _parse_json(body: bytes, what: str) -> Any:
@@ -169,9 +166,11 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
 
 
 def create_metricstore_app(store: MetricStore, auth: Callable[..., Any],
-                           services: tuple[_Lifecycle, ...] = (), reads: ReadSettings | None = None) -> FastAPI:
+                           services: tuple[_Lifecycle, ...] = (), reads: ReadSettings | None = None,
+                           settings: BaseModel | None = None) -> FastAPI:
     """The standalone metric store (`ccstream metricstore`): starts the store and e.g. the NATS subscriber;
-    its reads run in a pool of their own (`reads` section)."""
+    its reads run in a pool of their own (`reads` section), its bodies are held to the body-limit
+    settings of `settings` (the defaults when none are given)."""
     pool = ReadPool(reads or ReadSettings())
 
     @asynccontextmanager
@@ -190,6 +189,9 @@ def create_metricstore_app(store: MetricStore, auth: Callable[..., Any],
     app = FastAPI(title="ccstream metric store", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(build_metricstore_router(store, auth, pool))
+    limits = settings if settings is not None else Settings()
+    app.add_middleware(BodyLimitMiddleware, default=limit_of(limits, "main.max-body-bytes"),
+                       per_path={WRITE_PATH: limit_of(limits, "metric-store.max-write-bytes")})
 
     @app.get("/api/metricstore/stats/", dependencies=[Depends(auth)])
     async def stats() -> Response:

@@ -93,7 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     from api.app import create_app
     from api.bootstrap import StartupError, build_services
-    from api.httpserver import GatheringHttpProtocol
+    from api.httpserver import http_protocol
     from api.scheduler import ArchiveMaintenance
 
     settings = cli_settings(args)
@@ -111,7 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # socket peer, so forwarded headers count only from the proxies named with --forwarded-allow-ips.
     proxies = args.forwarded_allow_ips
     uvicorn.run(app, host=host or "0.0.0.0", port=int(port), log_level=args.log_level, access_log=False,
-                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None, http=GatheringHttpProtocol,
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None, http=http_protocol(),
                 timeout_graceful_shutdown=SHUTDOWN_GRACE)
 
 
@@ -239,7 +239,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     from api.app import create_app
     from api.bootstrap import StartupError, build_authenticator, build_services
-    from api.httpserver import DemoServer, GatheringHttpProtocol
+    from api.httpserver import DemoServer, http_protocol
     from replay.simulator.demo import (
         DEMO_PASSWORD,
         DEMO_ROLES,
@@ -269,7 +269,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
     server = DemoServer(uvicorn.Config(create_app(services, dev=args.dev), host=host or "127.0.0.1", port=int(port),
                                        log_level=args.log_level, access_log=False, proxy_headers=False,
-                                       http=GatheringHttpProtocol, timeout_graceful_shutdown=SHUTDOWN_GRACE))
+                                       http=http_protocol(), timeout_graceful_shutdown=SHUTDOWN_GRACE))
     token = authenticator.issue(DEMO_USER, DEMO_ROLES)
     print(f"ccstream demo on http://{host or '127.0.0.1'}:{port}")
     print(f"a token of {DEMO_USER!r} (roles {', '.join(DEMO_ROLES)}) for the API: {token}")

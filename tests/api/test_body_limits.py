@@ -5,6 +5,7 @@ added later is covered without touching this test."""
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.bodylimit import WRITE_PATH, BodyLimit, BodyLimitMiddleware
+from api.httpserver import GatheringHttpProtocol
 from api.keys import generate_keypair
 from tests.api.conftest import AppFactory, Tokens, assert_error, job_body, make_archive, tokens_for
+from tests.support.asgi import uvicorn_in_thread
 
 LIMITS = {"main": {"max-body-bytes": 1000, "max-job-body-bytes": 3000},
           "metric-store": {"max-write-bytes": 5000}}
@@ -140,3 +143,19 @@ def test_the_middleware_counts_chunked_bodies_and_passes_declared_ones_within_th
     assert http.post("/big", content=iter([b"0123456789", b"0123456789"])).status_code == 200
     assert_error(http.post("/big", content=b"x" * 21), 413, "larger than 20 bytes",
                  "metric-store.max-write-bytes")
+
+
+def test_over_a_real_socket_a_declared_body_is_refused_before_it_is_sent() -> None:
+    app = BodyLimitMiddleware(_asgi_echo, default=BodyLimit(1000, "main.max-body-bytes"), per_path={})
+    with uvicorn_in_thread(app, http=GatheringHttpProtocol, lifespan="off") as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            # Ten gigabytes announced, none sent: the answer comes at once, the body is never waited for.
+            sock.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n")
+            received = b""
+            while b"}" not in received:
+                chunk = sock.recv(65536)
+                assert chunk, received
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 413 ")
+        assert b"request body larger than 1000 bytes (the limit set by `main.max-body-bytes`)" in received

@@ -15,7 +15,8 @@ It cannot skip what the app adds, by construction:
   exception handlers, in the app's shape;
 - it runs a route's declared dependencies (the route's `dependant`, honouring the app's dependency
   overrides) and refuses, when the table is built, a route whose endpoint or dependencies need
-  anything but the request (parameters, sub-dependencies, generators, a response model): such a route
+  anything but the request (parameters, sub-dependencies, generators, a response model, FastAPI's
+  per-route body limit): such a route
   would get a different treatment here than in FastAPI, so it is not dispatched directly at all.
 """
 
@@ -48,6 +49,9 @@ class DirectRoute:
 
     route: Any
     dependencies: tuple[Call, ...]
+    #: Read once: on an included route each attribute read goes through FastAPI's route context.
+    endpoint: Callable[[Request], Awaitable[Response]]
+    overrides_provider: Any
 
 
 def _request_only(dependant: Dependant, what: str) -> None:
@@ -74,6 +78,9 @@ def direct_route(route: Any) -> DirectRoute:
     what = f"route {sorted(route.methods or ())} {route.path}"
     if route.param_convertors:
         raise NotDirectlyDispatchable(f"{what} has path parameters; it cannot be dispatched directly")
+    if getattr(route, "max_body_size", None) is not None:
+        raise NotDirectlyDispatchable(f"{what} declares a max_body_size (FastAPI's own body limit); the app's body "
+                                      "limit (api.bodylimit) applies to every route")
     if route.response_field is not None:
         raise NotDirectlyDispatchable(f"{what} declares a response model; its endpoint must return a Response")
     dependant = route.dependant
@@ -87,7 +94,7 @@ def direct_route(route: Any) -> DirectRoute:
         _request_only(dependency, f"{what}: dependency {name}")
         calls.append(dependency.call)  # an async callable of the request: checked above
     _request_only(dependant, f"{what}: its endpoint")  # its own parameters; dependencies checked above
-    return DirectRoute(route, tuple(calls))
+    return DirectRoute(route, tuple(calls), route.endpoint, route.dependency_overrides_provider)
 
 
 def served_routes(routes: Iterable[Any]) -> list[Any]:
@@ -134,18 +141,17 @@ class DirectDispatch:
         if direct is None:
             await self.app(scope, receive, send)
             return
-        route = direct.route
-        scope["route"] = route  # as Starlette's router notes it: the metrics middleware labels by its template
-        scope["endpoint"] = route.endpoint
-        scope["path_params"] = {}
-        overrides = getattr(route.dependency_overrides_provider, "dependency_overrides", None)
+        overrides = getattr(direct.overrides_provider, "dependency_overrides", None)
         if overrides and any(call in overrides for call in direct.dependencies):
             await self.app(scope, receive, send)  # an override may take anything: FastAPI solves it
             return
+        scope["route"] = direct.route  # as Starlette's router notes it: the metrics middleware labels by its template
+        scope["endpoint"] = direct.endpoint
+        scope["path_params"] = {}
         request = Request(scope, receive)
         for call in direct.dependencies:
             await call(request)
-        response: Response = await route.endpoint(request)
+        response = await direct.endpoint(request)
         await response(scope, receive, send)
 
 

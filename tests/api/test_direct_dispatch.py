@@ -3,6 +3,7 @@ same error handlers as FastAPI would give them, or no direct dispatch at all."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -160,6 +161,12 @@ def test_a_route_declaring_what_the_lane_cannot_run_refuses_construction() -> No
     async def model(request: Request) -> Any:
         return {"msg": "x"}
 
+    per_route_limit = "max_body_size" in inspect.signature(router.post).parameters  # FastAPI >= 0.16x
+    if per_route_limit:
+        @router.post("/limited/", operation_id="limited", max_body_size=10)
+        async def limited(request: Request) -> JSON:
+            return JSON({})
+
     @router.post("/query/", operation_id="query")
     async def query(request: Request, page: int = 1) -> JSON:
         return JSON({})
@@ -172,6 +179,8 @@ def test_a_route_declaring_what_the_lane_cannot_run_refuses_construction() -> No
                 "sync": "not a plain `async def`", "generator": "not a plain `async def`",
                 "model": "declares a response model", "query": "takes parameters (page)",
                 "with_param": "path parameters"}
+    if per_route_limit:
+        expected["limited"] = "declares a max_body_size"
     for operation, message in expected.items():
         with pytest.raises(NotDirectlyDispatchable, match=message.replace("(", r"\(").replace(")", r"\)")):
             direct_routes(router.routes, {operation})

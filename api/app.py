@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from api.bodylimit import WRITE_PATH, BodyLimitMiddleware, limit_of
+from api.bodylimit import WRITE_PATH, BodyLimitMiddleware, general_limit, job_limit, write_limit
 from api.bootstrap import Services
 from api.direct import direct_routes
 from api.direct import install as install_direct
@@ -108,10 +108,10 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     direct = direct_routes(app.router.routes, jobs.DIRECT_OPERATIONS)
     install_direct(app.router, direct)
     settings = services.settings
-    per_path = {path: limit_of(settings, "main.max-job-body-bytes") for _method, path in direct}
+    per_path = {path: job_limit(settings) for _method, path in direct}
     if services.metric_store is not None:
-        per_path[WRITE_PATH] = limit_of(settings, "metric-store.max-write-bytes")
-    app.add_middleware(BodyLimitMiddleware, default=limit_of(settings, "main.max-body-bytes"), per_path=per_path)
+        per_path[WRITE_PATH] = write_limit(settings)
+    app.add_middleware(BodyLimitMiddleware, default=general_limit(settings), per_path=per_path)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.config import Settings
 from api.errors import ApiError, error_response
 
 
@@ -131,8 +132,16 @@ def setting_value(settings: BaseModel, dotted: str) -> Any:
     return value
 
 
-def limit_of(settings: BaseModel, dotted: str) -> BodyLimit:
-    """The body limit a body-limit setting sets."""
-    if dotted not in BODY_LIMIT_SETTINGS:
-        raise KeyError(f"{dotted!r} is not a body-limit setting")
-    return BodyLimit(int(setting_value(settings, dotted)), dotted)
+def general_limit(settings: Settings) -> BodyLimit:
+    """The limit of every route without one of its own."""
+    return BodyLimit(settings.main.max_body_bytes, "main.max-body-bytes")
+
+
+def job_limit(settings: Settings) -> BodyLimit:
+    """The limit of start_job and stop_job."""
+    return BodyLimit(settings.main.max_job_body_bytes, "main.max-job-body-bytes")
+
+
+def write_limit(settings: Settings) -> BodyLimit:
+    """The limit of the metric store's `/api/write/`."""
+    return BodyLimit(settings.metric_store.max_write_bytes, "metric-store.max-write-bytes")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.bodylimit import WRITE_PATH, BodyLimitMiddleware, limit_of
+from api.bodylimit import WRITE_PATH, BodyLimitMiddleware, general_limit, write_limit
 from api.config import ReadSettings, Settings
 from api.errors import ApiError, install_error_handlers
 from api.readpool import CHUNK_BYTES, ChunkedAnswer, ReadPool, checkpoint
@@ -167,7 +167,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
 
 def create_metricstore_app(store: MetricStore, auth: Callable[..., Any],
                            services: tuple[_Lifecycle, ...] = (), reads: ReadSettings | None = None,
-                           settings: BaseModel | None = None) -> FastAPI:
+                           settings: Settings | None = None) -> FastAPI:
     """The standalone metric store (`ccstream metricstore`): starts the store and e.g. the NATS subscriber;
     its reads run in a pool of their own (`reads` section), its bodies are held to the body-limit
     settings of `settings` (the defaults when none are given)."""
@@ -190,8 +190,8 @@ def create_metricstore_app(store: MetricStore, auth: Callable[..., Any],
     install_error_handlers(app)
     app.include_router(build_metricstore_router(store, auth, pool))
     limits = settings if settings is not None else Settings()
-    app.add_middleware(BodyLimitMiddleware, default=limit_of(limits, "main.max-body-bytes"),
-                       per_path={WRITE_PATH: limit_of(limits, "metric-store.max-write-bytes")})
+    app.add_middleware(BodyLimitMiddleware, default=general_limit(limits),
+                       per_path={WRITE_PATH: write_limit(limits)})
 
     @app.get("/api/metricstore/stats/", dependencies=[Depends(auth)])
     async def stats() -> Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from api import configdoc
-from api.bodylimit import BODY_LIMIT_SETTINGS, setting_value
+from api.bodylimit import BODY_LIMIT_SETTINGS, general_limit, job_limit, setting_value, write_limit
 from api.config import Settings
 from metricstore import nats as metric_nats
 from streams.events import bounds
@@ -40,3 +40,13 @@ def test_every_limit_constant_is_listed_with_its_value_and_comment() -> None:
 def test_a_dotted_key_that_is_no_setting_is_an_error() -> None:
     with pytest.raises(KeyError, match="max-bodies"):
         setting_value(Settings(), "main.max-bodies")
+
+
+def test_the_limits_in_force_are_the_documented_settings() -> None:
+    settings = Settings.model_validate({"main": {"max-body-bytes": 11, "max-job-body-bytes": 22},
+                                        "metric-store": {"max-write-bytes": 33}})
+    limits = [general_limit(settings), job_limit(settings), write_limit(settings)]
+    assert [limit.bytes for limit in limits] == [11, 22, 33]
+    assert [limit.setting for limit in limits] == list(BODY_LIMIT_SETTINGS)
+    for limit in limits:
+        assert setting_value(settings, limit.setting) == limit.bytes

@@ -1,5 +1,5 @@
-"""Every field has a limit: over it is a 400 naming the field and the limit, and nothing is stored.
-The earlier defect: `edit_meta` took a 100 MB value, some 400 MB on disk."""
+"""Every field has a limit: over it is a 400 naming the field and the limit, and nothing is stored
+(a 100 MB metadata value would take some 400 MB on disk: log, job table, archive)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_edit_meta_refuses_an_over_long_value_or_key_and_an_over_size_body(clien
     assert_error(too_long, 400, "value", f"at most {TEXT_MAX} characters")
     key = http.patch(url, json={"key": "k" * (NAME_MAX + 1), "value": "v"}, headers=tokens.headers())
     assert_error(key, 400, "key", f"at most {NAME_MAX} characters")
-    huge = b'{"key": "note", "value": "' + b"v" * (16 * 1024 * 1024) + b'"}'  # the 100 MB case, at 16 MiB
+    huge = b'{"key": "note", "value": "' + b"v" * (16 * 1024 * 1024) + b'"}'  # any body over 16 MiB, a 100 MB value too
     assert_error(http.patch(url, content=huge, headers=tokens.headers()), 413, "larger than 16777216 bytes",
                  "main.max-body-bytes")
     assert _head(http) == head, "nothing of a refused edit is stored"

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
+from api.bodylimit import WRITE_PATH, BodyLimitMiddleware, general_limit, job_limit, write_limit
 from api.bootstrap import Services
-from api.direct import Authenticate, DirectDispatch, direct_routes
+from api.direct import direct_routes
+from api.direct import install as install_direct
 from api.errors import install_error_handlers
 from api.graphql.endpoint import build_router as build_graphql_router
 from api.metricstore_routes import build_metricstore_router
@@ -25,25 +26,18 @@ from api.swagger import install_swagger_ui
 
 
 class _App(FastAPI):
-    """FastAPI with a direct lane (api.direct) in front of its whole middleware stack, and the metrics
-    middleware in front of both.
+    """FastAPI with the metrics middleware in front of everything.
 
-    In front, not among the user middlewares, which come after FastAPI's own outer layers (server
-    error wrapper, telemetry, body limit): the lane's requests skip those too. It answers its own
-    errors, unexpected ones included, in cc-backend's shape, and limits its bodies itself. The metrics
-    middleware is outermost so that latency and refusals cover the lane as well as FastAPI's routes.
+    Outermost, in front of FastAPI's server error middleware, so that latency and refusals cover every
+    answer, the server's own error answers included. The direct lane (api.direct) wraps the router,
+    inside every middleware, so the metrics and any middleware added see its requests too.
     """
 
-    #: (method, path) → route, and the authentication they all pass; set before the app first serves.
-    direct: tuple[dict[tuple[str, str], APIRoute], Authenticate] | None = None
     #: Request latency and refusals are counted here when set (`prometheus.enabled`).
     metrics: AppMetrics | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        if self.direct is not None:
-            routes, authenticate = self.direct
-            stack = DirectDispatch(stack, routes=routes, authenticate=authenticate)
         if self.metrics is not None:
             stack = MetricsMiddleware(stack, self.metrics)
         return stack
@@ -113,7 +107,13 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
         app.include_router(build_metricstore_router(services.metric_store, api_auth, reads))
 
     # Start and stop are the hot path: dispatched straight to their endpoints (see api.direct).
-    app.direct = (direct_routes(job_routes.routes, jobs.DIRECT_OPERATIONS), api_auth)
+    direct = direct_routes(app.router.routes, jobs.DIRECT_OPERATIONS)
+    install_direct(app.router, direct)
+    settings = services.settings
+    per_path = {path: job_limit(settings) for _method, path in direct}
+    if services.metric_store is not None:
+        per_path[WRITE_PATH] = write_limit(settings)
+    app.add_middleware(BodyLimitMiddleware, default=general_limit(settings), per_path=per_path)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

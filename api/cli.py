@@ -91,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     """Run the server until interrupted: bind, drop root (`main.user`/`main.group`), open everything, serve."""
     from api.app import create_app
     from api.bootstrap import StartupError, build_services
-    from api.httpserver import GatheringHttpProtocol
+    from api.httpserver import http_protocol
     from api.privileges import PrivilegeError
     from api.redirect import RedirectError
     from api.scheduler import ArchiveMaintenance, check_job_tasks
@@ -113,7 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     try:
         serve(settings.main, host or "0.0.0.0", int(port), lambda: create_app(build_services(settings), dev=args.dev),
               log_level=args.log_level, access_log=False, proxy_headers=bool(proxies),
-              forwarded_allow_ips=proxies or None, http=GatheringHttpProtocol,
+              forwarded_allow_ips=proxies or None, http=http_protocol(),
               timeout_graceful_shutdown=SHUTDOWN_GRACE)
     except (StartupError, PrivilegeError, RedirectError, ServeError, ValueError) as exc:
         raise CliError(str(exc)) from None
@@ -219,7 +219,8 @@ def cmd_metricstore(args: argparse.Namespace) -> None:
         store = MetricStore(settings.metric_store, clusters.clusters())
         subscriber = build_metric_nats(settings, store)
         auth = ApiAuth(authenticator, settings.main.api_allowed_ips, settings.main.disable_authentication)
-        return create_metricstore_app(store, auth.dependency("api"), services=(subscriber,) if subscriber else ())
+        return create_metricstore_app(store, auth.dependency("api"), services=(subscriber,) if subscriber else (),
+                                      settings=settings)
 
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
     try:
@@ -248,7 +249,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     from api.app import create_app
     from api.bootstrap import StartupError, build_authenticator, build_services
-    from api.httpserver import DemoServer, GatheringHttpProtocol
+    from api.httpserver import DemoServer, http_protocol
     from replay.simulator.demo import (
         DEMO_PASSWORD,
         DEMO_ROLES,
@@ -278,7 +279,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     host, _, port = (args.addr or settings.main.addr).rpartition(":")
     server = DemoServer(uvicorn.Config(create_app(services, dev=args.dev), host=host or "127.0.0.1", port=int(port),
                                        log_level=args.log_level, access_log=False, proxy_headers=False,
-                                       http=GatheringHttpProtocol, timeout_graceful_shutdown=SHUTDOWN_GRACE))
+                                       http=http_protocol(), timeout_graceful_shutdown=SHUTDOWN_GRACE))
     token = authenticator.issue(DEMO_USER, DEMO_ROLES)
     print(f"ccstream demo on http://{host or '127.0.0.1'}:{port}")
     print(f"a token of {DEMO_USER!r} (roles {', '.join(DEMO_ROLES)}) for the API: {token}")

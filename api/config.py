@@ -137,6 +137,16 @@ class MainSettings(Section):
                                                            description="Retention of node state history.")
     db_config: DbConfig | None = Field(default=None, alias="db-config",
                                        description="Memory and connection limits of the job database.")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, alias="max-body-bytes", ge=1,
+        description="Largest request body of every route without a limit of its own (edits, tags, users, "
+        "node states, GraphQL, metric store queries): a larger one is refused with 413 naming this setting, "
+        "before it is read. The default holds a metadata value of the largest size a field may have "
+        "(see Limits) with JSON escaping.")
+    max_job_body_bytes: int = Field(
+        default=64 * 1024 * 1024, alias="max-job-body-bytes", ge=1,
+        description="Largest body of `start_job` and `stop_job` (REST, both methods), refused with 413 "
+        "naming this setting: a start of a 10,000-node job with hardware threads and a job script is a few MB.")
 
 
 class JwtSettings(Section):

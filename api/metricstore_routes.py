@@ -13,15 +13,14 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.config import ReadSettings
+from api.bodylimit import WRITE_PATH, BodyLimitMiddleware, general_limit, write_limit
+from api.config import ReadSettings, Settings
 from api.errors import ApiError, install_error_handlers
 from api.readpool import CHUNK_BYTES, ChunkedAnswer, ReadPool, checkpoint
 from metricstore import debug, health
 from metricstore.query import APIQueryRequest, LimitExceeded, QueryPlan, plan_query, read_entry
 from metricstore.store import MetricStore
 from metricstore.wal import WalClosed
-
-MAX_BODY = 256 * 1024 * 1024
 
 _REPORT_EXAMPLE = {"accepted": 760, "rejected": 1, "rejected_by_reason": {"parse_error": 1}, "dropped_old": 0,
                    "dropped_unknown_metric": 0, "unknown_metrics": [],
@@ -37,7 +36,7 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
           "content": {"application/json": {"example": {"status": "Bad Request",
                                                        "error": "1 line(s) rejected, 0 sample(s) stored: line 1: "
                                                                 "no field 'value' in 'val=1'"}}}},
-    413: {"description": "The body is larger than 256 MiB; nothing was stored."},
+    413: {"description": "The body is larger than `metric-store.max-write-bytes` (256 MiB); nothing was stored."},
     503: {"description": "Durable mode only: the write-ahead log write or fsync failed; the samples are in "
                          "memory but not durable, so the sender should send the batch again."},
 }
@@ -68,10 +67,8 @@ def _describe(exc: ValidationError) -> str:
 
 
 async def _body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
-    return body
+    """The body, within the limit the app's BodyLimitMiddleware holds it to (`metric-store.max-write-bytes`)."""
+    return await request.body()
 
 
 def _parse_json(body: bytes, what: str) -> Any:
@@ -204,9 +201,11 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
 
 
 def create_metricstore_app(store: MetricStore, auth: Callable[..., Any],
-                           services: tuple[_Lifecycle, ...] = (), reads: ReadSettings | None = None) -> FastAPI:
+                           services: tuple[_Lifecycle, ...] = (), reads: ReadSettings | None = None,
+                           settings: Settings | None = None) -> FastAPI:
     """The standalone metric store (`ccstream metricstore`): starts the store and e.g. the NATS subscriber;
-    its reads run in a pool of their own (`reads` section)."""
+    its reads run in a pool of their own (`reads` section), its bodies are held to the body-limit
+    settings of `settings` (the defaults when none are given)."""
     pool = ReadPool(reads or ReadSettings())
 
     @asynccontextmanager
@@ -225,6 +224,9 @@ def create_metricstore_app(store: MetricStore, auth: Callable[..., Any],
     app = FastAPI(title="ccstream metric store", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(build_metricstore_router(store, auth, pool))
+    limits = settings if settings is not None else Settings()
+    app.add_middleware(BodyLimitMiddleware, default=general_limit(limits),
+                       per_path={WRITE_PATH: write_limit(limits)})
 
     @app.get("/api/metricstore/stats/", dependencies=[Depends(auth)])
     async def stats() -> Response:

@@ -18,6 +18,11 @@ from metricstore.store import MetricStore
 log = logging.getLogger(__name__)
 
 
+#: Bytes of one NATS message of metric lines taken in (as large as the default start_job body): a larger
+#: one is not processed but counted as `oversize_messages`, and logged with this limit named.
+MESSAGE_MAX = 64 * 1024 * 1024
+
+
 class NatsMetricSubscriber:
     """Subscribes to `nats-subscriptions`. `start` returns at once and keeps trying to connect with
     back-off, so the server starts while NATS is down. Messages are joined into batches (every
@@ -26,7 +31,7 @@ class NatsMetricSubscriber:
     def __init__(self, store: MetricStore, subscriptions: Sequence[NatsSubscription],
                  connection: NatsConnection | None = None, *, batch_interval: float = 0.05,
                  batch_bytes: int = 4 << 20, max_pending_bytes: int = 256 << 20,
-                 max_backoff: float = 30.0) -> None:
+                 max_backoff: float = 30.0, max_message_bytes: int = MESSAGE_MAX) -> None:
         self.store = store
         self.subscriptions = list(subscriptions)
         self.connection = connection or NatsConnection()
@@ -34,13 +39,15 @@ class NatsMetricSubscriber:
         self.batch_bytes = batch_bytes
         self.max_pending_bytes = max_pending_bytes
         self.max_backoff = max_backoff
+        self.max_message_bytes = max_message_bytes
         self._pending: list[list[bytes]] = [[] for _ in self.subscriptions]
         self._pending_bytes = 0
         self._wake = asyncio.Event()
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self.counters: dict[str, Any] = {"connected": False, "messages": 0, "bytes": 0, "batches": 0,
-                                         "dropped_messages": 0, "connect_attempts": 0}
+                                         "dropped_messages": 0, "oversize_messages": 0,
+                                         "connect_attempts": 0}
 
     def snapshot(self) -> dict[str, Any]:
         """What `GET /api/admin/nats` shows: the server, the subjects and the counters."""
@@ -108,6 +115,13 @@ class NatsMetricSubscriber:
         async def on_message(msg: Msg) -> None:
             size = len(msg.data)
             self.counters["messages"] += 1
+            if size > self.max_message_bytes:
+                self.counters["oversize_messages"] += 1
+                if self.counters["oversize_messages"] % 1000 == 1:  # the first, then one in a thousand
+                    log.warning("metric store: NATS %s: message of %d bytes is larger than the limit of %d bytes "
+                                "(MESSAGE_MAX), not processed (%d so far)", msg.subject, size, self.max_message_bytes,
+                                self.counters["oversize_messages"])
+                return
             if self._pending_bytes + size > self.max_pending_bytes:
                 self.counters["dropped_messages"] += 1
                 return

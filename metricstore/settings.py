@@ -164,6 +164,10 @@ class MetricStoreSettings(_DurationsChecked):
     checkpoint_interval: str | None = Field(
         None, alias="checkpoint-interval", description="cc-backend's newer spelling of checkpoints.interval."
     )
+    max_write_bytes: int = Field(
+        256 * 1024 * 1024, alias="max-write-bytes", ge=1, description="Largest body of `/api/write/` (one "
+        "batch of line protocol); a larger one is refused with 413 naming this setting, before it is read."
+    )
     max_points_per_series: int = Field(
         1_000_000, alias="max-points-per-series", ge=1, description="Most points one series of a `/api/query/` "
         "answer may have (after resampling to the query's resolution); a query asking for more is refused with "

@@ -26,6 +26,11 @@ NAME_MAX = 255
 TEXT_MAX = 4 * 1024 * 1024
 #: Nesting of free-form JSON (statistics): deep enough for any real document, far from the recursion limit.
 JSON_DEPTH_MAX = 16
+#: Bytes of one NATS message of job events or node states taken in, as large as the default start_job
+#: body: a larger one is not processed but dead-lettered (kind `too_large`) with this limit named.
+MESSAGE_MAX = 64 * 1024 * 1024
+#: Bytes of an over-size NATS message kept in its dead letter: enough to see what and who sent it.
+MESSAGE_KEPT = 64 * 1024
 
 
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]

@@ -22,6 +22,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -170,10 +171,11 @@ class AppFactory:
 
     def __call__(
         self, config: dict[str, Any] | None = None, *, client_addr: tuple[str, int] = ("testclient", 50000),
-        dev: bool = False,
+        dev: bool = False, prepare: Callable[[FastAPI], None] | None = None,
     ) -> TestClient:
         """An app from config.json-shaped overrides (deep-merged over the defaults); `client_addr` is the
-        peer address the app sees (TestClient's default host is "testclient"); `dev` as `serve --dev`."""
+        peer address the app sees (TestClient's default host is "testclient"); `dev` as `serve --dev`;
+        `prepare` is called with the app before it starts."""
         base = {
             "main": {"db": str(self._tmp_path / "job.db")},
             "archive": {"kind": "file", "path": str(self._archive_root)},
@@ -183,7 +185,10 @@ class AppFactory:
             "archiver": {"state-path": str(self._tmp_path / "agents.db")},
         }
         settings = Settings.model_validate(_deep_merge(base, config or {}))
-        client = TestClient(create_app(build_services(settings), dev=dev), client=client_addr)
+        app = create_app(build_services(settings), dev=dev)
+        if prepare is not None:  # e.g. add a middleware: only possible before the app first serves
+            prepare(app)
+        client = TestClient(app, client=client_addr)
         client.__enter__()
         self._open.append(client)
         add_accounts(client.app.state.services)  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ import pytest
 from streams.clusters import ClusterRegistry
 from streams.deadletter import DeadLetterStore
 from streams.events import derived_event_id
+from streams.events.bounds import MESSAGE_KEPT
 from streams.ingest.intake import JobIntake
 from streams.ingest.nats.messages import REJECTION_KINDS, Command, Delivery, Refusal, interpret
 from streams.ingest.nats.processor import NatsProcessor, retry_dead_letter
@@ -133,3 +134,25 @@ def test_retry_after_the_cause_is_gone(processor: NatsProcessor) -> None:
     assert run(retry_dead_letter(processor, entry.id))[0] == "already resolved"
     with pytest.raises(KeyError):
         run(retry_dead_letter(processor, 999))
+
+
+def test_a_message_over_the_size_limit_is_dead_lettered_naming_the_limit_and_not_applied(
+        processor: NatsProcessor) -> None:
+    data = b"\n".join(job_line("start_job", start_body(n), n) for n in range(1, 40))
+    limit = len(data) - 1
+    items = interpret(data, JOB, max_bytes=limit)
+    [refusal] = items
+    assert isinstance(refusal, Refusal) and refusal.kind == "too_large" and "too_large" in REJECTION_KINDS
+    assert f"message of {len(data)} bytes is larger than the limit of {limit} bytes (MESSAGE_MAX)" in refusal.reason
+    outcomes = run(processor.process(data, JOB, items))
+    assert [(o.status, o.kind) for o in outcomes] == [("rejected", "too_large")]
+    assert processor.jobs.log.head() == 0, "nothing of it applied"
+    [entry] = processor.dead_letters.entries()
+    assert entry.kind == "too_large" and f"{limit} bytes" in entry.reason
+    assert all(isinstance(item, Command) for item in interpret(data, JOB, max_bytes=len(data)))
+
+
+def test_only_the_beginning_of_an_over_size_message_is_kept() -> None:
+    data = b"x" * (MESSAGE_KEPT * 3)
+    [refusal] = interpret(data, JOB, max_bytes=MESSAGE_KEPT)
+    assert isinstance(refusal, Refusal) and refusal.raw == data[:MESSAGE_KEPT]

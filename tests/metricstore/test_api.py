@@ -166,3 +166,24 @@ def test_standalone_app(make_store, keys: Keys) -> None:
         assert stats["samples_accepted"] == 1 and stats["last_restore_seconds"] is not None
     assert store.wal is None  # closed by the lifespan
     assert orjson.loads(orjson.dumps(store.stats()))["series"] == 1
+
+
+def test_standalone_app_holds_bodies_to_its_settings(make_store, keys: Keys) -> None:
+    from api.config import Settings
+    from api.metricstore_routes import create_metricstore_app
+    from tests.metricstore.conftest import make_auth
+
+    settings = Settings.model_validate({"main": {"max-body-bytes": 100}, "metric-store": {"max-write-bytes": 200}})
+    store = make_store()
+    with TestClient(create_metricstore_app(store, make_auth(keys), settings=settings)) as client:
+        client.headers["X-Auth-Token"] = keys.token()
+        line = b"cpu_load,cluster=fritz,hostname=h value=1 1675954380\n"
+        refused = client.post("/api/write/", content=line * 4)
+        assert refused.status_code == 413 and refused.json()["error"] == (
+            "request body larger than 200 bytes (the limit set by `metric-store.max-write-bytes`)")
+        streamed = client.post("/api/write/", content=iter([line] * 4))  # chunked: counted as it arrives
+        assert streamed.status_code == 413
+        query = client.post("/api/query/", content=b" " * 101)
+        assert query.status_code == 413 and "`main.max-body-bytes`" in query.json()["error"]
+        assert client.post("/api/write/", content=line * 3).status_code == 200
+        assert client.get("/api/metricstore/stats/").json()["samples_accepted"] == 3

@@ -106,3 +106,23 @@ async def test_lines_over_nats_for_hosts_outside_the_nodelists_are_counted(store
     view = store.unknown_hosts.snapshot()
     assert view["byCluster"] == {"fritz": 3}
     assert sorted((h["host"], h["count"]) for h in view["hosts"]) == [("zz01", 2), ("zz02", 1)]
+
+
+async def test_a_message_over_the_size_limit_is_counted_and_not_processed(store: MetricStore, nats_url: str) -> None:
+    subscriber = NatsMetricSubscriber(store, [NatsSubscription(subscribe_to="m", cluster_tag="fritz")],
+                                      NatsConnection(address=nats_url), max_message_bytes=200)
+    await subscriber.start()
+    publisher = await nats.connect(nats_url)
+    lines = b"\n".join(f"cpu_load,hostname=f{n:04d},type=node value=1 {T0}".encode() for n in range(10))
+    assert len(lines) > 200
+    try:
+        await wait_for(lambda: subscriber.counters["connected"])
+        await publisher.publish("m", lines)
+        await publisher.publish("m", f"cpu_load,hostname=f0650,type=node value=2 {T0}".encode())
+        await publisher.flush()
+        await wait_for(lambda: store.stats()["samples_accepted"] == 1)
+    finally:
+        await publisher.close()
+        await subscriber.stop()
+    assert subscriber.counters["oversize_messages"] == 1 and subscriber.counters["messages"] == 2
+    assert store.stats()["lines_rejected"] == 0, "the over-size message was not parsed at all"

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import orjson
 
 from streams.events import derived_event_id
+from streams.events.bounds import MESSAGE_KEPT, MESSAGE_MAX
 from streams.ingest.lineprotocol import Line, LineError, parse_batch, timestamp_seconds
 
 Channel = Literal["job", "node"]
@@ -25,6 +26,7 @@ JOB_FUNCTIONS = ("start_job", "stop_job")
 #: Every kind of refusal, for counters, dead letters and tests.
 REJECTION_KINDS = (
     "empty",                   # the message has no lines
+    "too_large",               # the message is larger than streams.events.bounds.MESSAGE_MAX
     "malformed",               # not line protocol (or not UTF-8)
     "unexpected_measurement",  # `job` expected on the job subject, `nodestate` on the node subject
     "not_event",               # no string field `event`
@@ -85,8 +87,12 @@ class Refusal:
     raw: bytes
 
 
-def interpret(data: bytes, delivery: Delivery) -> list[Command | Refusal]:
-    """Commands and refusals for every line of a message, in order."""
+def interpret(data: bytes, delivery: Delivery, max_bytes: int = MESSAGE_MAX) -> list[Command | Refusal]:
+    """Commands and refusals for every line of a message, in order; one refusal for a message over `max_bytes`
+    (only its beginning is kept: the dead letter shows what it was without storing all of it)."""
+    if len(data) > max_bytes:
+        return [Refusal("too_large", f"message of {len(data)} bytes is larger than the limit of {max_bytes} bytes "
+                        "(MESSAGE_MAX)", None, data[:MESSAGE_KEPT])]
     if not data.strip():
         return [Refusal("empty", "empty message", None, data)]
     out: list[Command | Refusal] = []

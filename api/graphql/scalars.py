@@ -11,6 +11,7 @@ from graphql import GraphQLError
 
 from streams.events.bounds import INT64_MAX
 from streams.events.payloads import JobState
+from streams.ingest.requests import normalise_job_state
 
 time_scalar = ScalarType("Time")
 any_scalar = ScalarType("Any")
@@ -75,6 +76,8 @@ def parse_metric_scope(value: Any) -> str:
 
 @job_state.value_parser
 def parse_job_state(value: Any) -> str:
+    """A job state as the job table spells it; cc-lib's `out_of_memory` is taken for `out-of-memory`."""
+    value = normalise_job_state(value)
     if value not in JOB_STATES:
         raise GraphQLError(f"JobState: {str(value)[:64]!r} is not one of {', '.join(sorted(JOB_STATES))}")
     return str(value)

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from api.errors import ApiError
 from api.machinestate import MachineStateError, MachineStateStore
+from api.readpool import ReadRoute
 
 
 async def _bounded_body(request: Request, store: MachineStateStore) -> bytes:
@@ -35,7 +36,7 @@ async def _bounded_body(request: Request, store: MachineStateStore) -> bytes:
 
 def build_router(api_auth: Any, directory: str) -> APIRouter:
     """The machine state routes over files under `directory`."""
-    router = APIRouter(dependencies=[Depends(api_auth)])
+    router = APIRouter(dependencies=[Depends(api_auth)], route_class=ReadRoute)
     store = MachineStateStore(directory)
 
     @router.put("/api/machine_state/{cluster}/{host}", operation_id="put_machine_state", status_code=201)
@@ -57,10 +58,10 @@ def build_router(api_auth: Any, directory: str) -> APIRouter:
         return Response(status_code=201, media_type="text/plain")
 
     @router.get("/api/machine_state/{cluster}/{host}", operation_id="get_machine_state")
-    async def get_machine_state(cluster: str, host: str) -> Response:
+    def get_machine_state(cluster: str, host: str, request: Request) -> Response:
         """The stored machine state of one node as `application/json`; 404 when none was stored."""
         try:
-            data = await asyncio.to_thread(store.get, cluster, host)
+            data = store.get(cluster, host)
         except MachineStateError as exc:
             raise ApiError(exc.status, str(exc)) from None
         return Response(data, media_type="application/json")

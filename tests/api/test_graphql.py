@@ -132,6 +132,7 @@ def test_the_job_list_page_as_the_ui_sends_it(gql: tuple[Gql, dict[int, int]]) -
     ([{"jobId": {"startsWith": "3"}}], [3]),
     ([{"state": ["completed", "timeout"]}], [1, 4, 5]),
     ([{"state": ["running"]}], [3]),
+    ([{"state": ["out_of_memory", "out-of-memory"]}], []),  # cc-lib's spelling is taken too
     ([{"numNodes": {"from": 2, "to": 4}}], [2, 4]),
     ([{"numNodes": {"from": 2, "to": 0}}], [2, 4]),
     ([{"numNodes": {"from": 0, "to": 1}}], [1, 3, 5]),

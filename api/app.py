@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
+from api.apidoc import document as apidoc
 from api.bootstrap import Services
 from api.direct import Authenticate, DirectDispatch, direct_routes
 from api.errors import install_error_handlers
@@ -116,5 +117,8 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    # Bodies, parameters and answers come from the declared operations, not from the endpoint signatures.
+    apidoc.install(app)
 
     return app

@@ -106,6 +106,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
 
     @router.post("/write/")
     async def write(request: Request, cluster: str | None = None) -> Response:
+        """Store InfluxDB line protocol; answers what happened to the lines (400 when none is usable)."""
         report = store.ingest_lines(await _body(request), cluster or None)
         if not report.ok:
             raise ApiError(400, report.message())
@@ -114,6 +115,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
     @router.get("/query/", operation_id="ms_query")
     @router.post("/query/", operation_id="ms_query_post")
     async def query(request: Request) -> Response:
+        """cc-metric-store's query: series per metric, host and scope, optionally with statistics."""
         try:
             req = APIQueryRequest.model_validate(_parse_json(await _body(request), "query"))
         except ValidationError as exc:
@@ -130,6 +132,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
 
     @router.post("/free/")
     async def free(request: Request, to: str | None = None) -> PlainTextResponse:
+        """Release the buffers of the selected series that hold only data older than `to`."""
         if to is None or not to.lstrip("-").isdigit():
             raise ApiError(400, f"free: query parameter 'to' must be a unix timestamp, got {to!r}")
         selectors = _parse_json(await _body(request), "free")
@@ -141,6 +144,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
     @router.get("/debug/", operation_id="ms_debug")
     @router.post("/debug/", operation_id="ms_debug_post")
     async def debug_dump(selector: str | None = None) -> Response:
+        """The store's statistics and the clusters, hosts or buffers the selector names."""
         parts = [p for p in (selector or "").split(":") if p]
 
         def answer() -> Response:
@@ -156,6 +160,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
     @router.get("/healthcheck/", operation_id="ms_healthcheck")
     @router.post("/healthcheck/", operation_id="ms_healthcheck_post")
     async def healthcheck(request: Request, cluster: str | None = None, node: str | None = None) -> Response:
+        """Per node: whether its metrics arrive (`State`) and which are degraded or missing."""
         body = await _body(request)
         raw: Any = ({"cluster": cluster or "", "nodes": [node] if node else []} if not body.strip()
                     else _parse_json(body, "healthcheck"))

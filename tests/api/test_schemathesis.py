@@ -42,8 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CcstreamServer]
     server = CcstreamServer(tmp_path_factory.mktemp("schemathesis"))
     server.serve_args = ("--dev",)
     server.prepare()
-    server._cli("add-user", f"everyone:{EVERY_ROLE}:secret-{os.getpid()}")
-    server.token = server._cli("jwt", "everyone").strip().splitlines()[-1]
+    server.use_account("everyone", EVERY_ROLE)
     server.start()
     try:
         with httpx.Client(base_url=server.base_url, headers=server.headers, timeout=30) as http:

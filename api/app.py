@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from api.apidoc import document as apidoc
 from api.bodylimit import WRITE_PATH, BodyLimitMiddleware, general_limit, job_limit, write_limit
 from api.bootstrap import Services
 from api.direct import direct_routes
@@ -118,5 +119,8 @@ def create_app(services: Services, *, dev: bool = False) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    # Bodies, parameters and answers come from the declared operations, not from the endpoint signatures.
+    apidoc.install(app)
 
     return app

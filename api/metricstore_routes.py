@@ -22,25 +22,6 @@ from metricstore.query import APIQueryRequest, LimitExceeded, QueryPlan, plan_qu
 from metricstore.store import MetricStore
 from metricstore.wal import WalClosed
 
-_REPORT_EXAMPLE = {"accepted": 760, "rejected": 1, "rejected_by_reason": {"parse_error": 1}, "dropped_old": 0,
-                   "dropped_unknown_metric": 0, "unknown_metrics": [],
-                   "errors": [{"line": 12, "reason": "parse_error", "error": "no field 'value' in 'val=1'"}]}
-
-#: `/api/write/`'s answers, for the OpenAPI document.
-WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Stored (durable with `write-mode: durable`). Lines that were refused are named in "
-                         "`errors` (the first 20) and counted in `rejected` by reason; the others are stored.",
-          "content": {"application/json": {"example": _REPORT_EXAMPLE}}},
-    400: {"description": "Nothing was stored: every line with a sample was malformed; `error` names the first "
-                         "bad lines and their reasons.",
-          "content": {"application/json": {"example": {"status": "Bad Request",
-                                                       "error": "1 line(s) rejected, 0 sample(s) stored: line 1: "
-                                                                "no field 'value' in 'val=1'"}}}},
-    413: {"description": "The body is larger than `metric-store.max-write-bytes` (256 MiB); nothing was stored."},
-    503: {"description": "Durable mode only: the write-ahead log write or fsync failed; the samples are in "
-                         "memory but not durable, so the sender should send the batch again."},
-}
-
 
 class _Lifecycle(Protocol):
     async def start(self) -> None: ...
@@ -122,7 +103,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
     reads = pool or ReadPool(ReadSettings())
     router = APIRouter(prefix="/api", dependencies=[Depends(auth)], tags=["metricstore"])
 
-    @router.post("/write/", responses=WRITE_RESPONSES)
+    @router.post("/write/")
     async def write(request: Request, cluster: str | None = None) -> Response:
         """Store a batch of InfluxDB line protocol (cc-metric-collector's HTTP sink, cc-metric-store's API).
 
@@ -146,6 +127,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
     @router.get("/query/", operation_id="ms_query")
     @router.post("/query/", operation_id="ms_query_post")
     async def query(request: Request) -> Response:
+        """cc-metric-store's query: series per metric, host and scope, optionally with statistics."""
         try:
             req = APIQueryRequest.model_validate(_parse_json(await _body(request), "query"))
         except ValidationError as exc:
@@ -162,6 +144,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
 
     @router.post("/free/")
     async def free(request: Request, to: str | None = None) -> PlainTextResponse:
+        """Release the buffers of the selected series that hold only data older than `to`."""
         if to is None or not to.lstrip("-").isdigit():
             raise ApiError(400, f"free: query parameter 'to' must be a unix timestamp, got {to!r}")
         selectors = _parse_json(await _body(request), "free")
@@ -173,6 +156,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
     @router.get("/debug/", operation_id="ms_debug")
     @router.post("/debug/", operation_id="ms_debug_post")
     async def debug_dump(selector: str | None = None) -> Response:
+        """The store's statistics and the clusters, hosts or buffers the selector names."""
         parts = [p for p in (selector or "").split(":") if p]
 
         def answer() -> Response:
@@ -188,6 +172,7 @@ def build_metricstore_router(store: MetricStore, auth: Callable[..., Any], pool:
     @router.get("/healthcheck/", operation_id="ms_healthcheck")
     @router.post("/healthcheck/", operation_id="ms_healthcheck_post")
     async def healthcheck(request: Request, cluster: str | None = None, node: str | None = None) -> Response:
+        """Per node: whether its metrics arrive (`State`) and which are degraded or missing."""
         body = await _body(request)
         raw: Any = ({"cluster": cluster or "", "nodes": [node] if node else []} if not body.strip()
                     else _parse_json(body, "healthcheck"))

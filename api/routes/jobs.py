@@ -29,6 +29,7 @@ from api.routes.common import (
 )
 from projections import queries
 from streams.events import parse_job_subject
+from streams.events.bounds import INT64_MAX
 from streams.events.payloads import JobState
 from streams.ingest.outcomes import Rejected
 from streams.ingest.requests import normalise_job_state
@@ -183,6 +184,8 @@ def _list_arguments(request: Request) -> tuple[queries.JobFilter, int, int, bool
     per_page = parse_int(_first(request, "items-per-page") or "25", "items-per-page")
     if page < 1 or per_page < 1 or per_page > 100_000:
         raise ApiError(400, "page must be >= 1 and items-per-page between 1 and 100000")
+    if (page - 1) * per_page > INT64_MAX:  # the row offset is a 64-bit integer in SQL
+        raise ApiError(400, f"page {page} of {per_page} items starts past the 64-bit row offset range")
     flt = queries.JobFilter(
         states=states,
         cluster=_first(request, "cluster"),

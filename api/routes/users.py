@@ -8,16 +8,28 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
 
+from api.bootstrap import Services
 from api.errors import ApiError
 from api.jobjson import user_json
 from api.passwords import hash_password
 from api.readpool import ReadRoute
 from api.responses import JSON
-from api.routes.common import parse_bool, reject_unknown_params, services_of
+from api.routes.common import parse_bool, reject_unknown_params, rejection, services_of
 from projections import queries
-from streams.events import new_event
+from streams.events import Event, new_event
+from streams.ingest.outcomes import Rejected
 
 ROLES = ("anonymous", "api", "user", "manager", "support", "admin")
+
+
+async def _record(services: Services, events: list[Event]) -> None:
+    """Append and wait until visible; a form value the user events cannot hold (a control character in a
+    name, a name over 255 characters) is a 400 naming the field, and nothing is written."""
+    try:
+        position = await services.intake.record(events)
+    except Rejected as exc:
+        raise await rejection(services, exc) from None
+    await services.visible(position)
 
 
 def build_router(admin_auth: Any) -> APIRouter:
@@ -68,9 +80,8 @@ def build_router(admin_auth: Any) -> APIRouter:
         with services.reader.connect() as conn:
             if queries.find_user(conn, username) is not None:
                 raise ApiError(422, f"user {username!r} already exists")
-        position = await services.intake.record([new_event("user.created", f"users/{username}", data,
+        await _record(services, [new_event("user.created", f"users/{username}", data,
                                                            source="rest:/api/users/")])
-        await services.visible(position)
         return PlainTextResponse(f"User {username} successfully created!\n")
 
     @router.delete("/api/users/")
@@ -82,9 +93,8 @@ def build_router(admin_auth: Any) -> APIRouter:
         with services.reader.connect() as conn:
             if not username or queries.find_user(conn, username) is None:
                 raise ApiError(422, f"user {username!r} does not exist")
-        position = await services.intake.record([new_event("user.deleted", f"users/{username}",
+        await _record(services, [new_event("user.deleted", f"users/{username}",
                                                            {"username": username}, source="rest:/api/users/")])
-        await services.visible(position)
         return PlainTextResponse("")
 
     @router.post("/api/user/{username}")
@@ -100,9 +110,8 @@ def build_router(admin_auth: Any) -> APIRouter:
         projects = list(orjson.loads(row["projects"] or "[]"))
         message = _apply_user_change(dict(form), roles, projects)
         data = {"username": username, "roles": roles, "projects": projects}
-        position = await services.intake.record([new_event("user.updated", f"users/{username}", data,
+        await _record(services, [new_event("user.updated", f"users/{username}", data,
                                                            source="rest:/api/user/")])
-        await services.visible(position)
         return PlainTextResponse(message)
 
     return router

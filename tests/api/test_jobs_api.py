@@ -571,6 +571,7 @@ def test_empty_list(shared_client) -> None:
         ({"items-per-page": "-1"}, "items-per-page"),
         ({"items-per-page": "1.5"}, "items-per-page"),
         ({"with-metadata": "maybe"}, "with-metadata"),
+        ({"page": "602940083786150272", "items-per-page": "1506"}, "64-bit row offset"),
         ({"colour": "red"}, "colour"),
         ({"startTime": "1-2"}, "startTime"),
     ],

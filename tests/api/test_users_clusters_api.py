@@ -108,6 +108,8 @@ def test_list_users_with_bad_parameters_is_refused(shared_client, params) -> Non
         ({"username": "x", "role": "user"}, "blank password"),
         ({"username": "x", "password": "pw", "role": "user", "project": "p"}, "only managers"),
         ({"username": "x", "password": "pw", "role": "manager"}, "managers require a project"),
+        ({"username": "\x0c\xa1bad", "password": "", "role": "api"}, "username"),
+        ({"username": "x" * 256, "password": "", "role": "api"}, "username"),
     ],
 )
 def test_create_user_with_bad_form_is_refused(shared_client, form, fragment) -> None:

@@ -111,6 +111,11 @@ class CcstreamServer:
         self.token = self._cli("jwt", ADMIN).strip().splitlines()[-1]
         return self
 
+    def use_account(self, name: str, roles: str) -> None:
+        """Add a local user with these roles (comma-separated) and make its token the one `headers` send."""
+        self._cli("add-user", f"{name}:{roles}:secret-{os.getpid()}")
+        self.token = self._cli("jwt", name).strip().splitlines()[-1]
+
     def _cli(self, *args: str) -> str:
         done = subprocess.run(
             [*self._command, "--log-level", "warning", *args], cwd=self.workdir, env=self._env,

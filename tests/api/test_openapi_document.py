@@ -25,7 +25,8 @@ BODYLESS = {
     ("POST", "/api/debug/"),
 }
 #: Success answers without a body, as cc-backend answers them.
-EMPTY_ANSWERS = {("POST", "/api/nodestate/"), ("PUT", "/api/nodestate/"), ("POST", "/api/nodestats/")}
+EMPTY_ANSWERS = {("POST", "/api/nodestate/"), ("PUT", "/api/nodestate/"), ("POST", "/api/nodestats/"),
+                 ("PUT", "/api/machine_state/{cluster}/{host}"), ("POST", "/api/machine_state/{cluster}/{host}")}
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 
 

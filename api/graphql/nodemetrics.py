@@ -19,7 +19,7 @@ from api.config import Resampling
 from api.errors import ApiError
 from api.graphql.jobmetrics import default_resolution, rounded_statistics, with_statistics_series
 from api.graphql.jobquery import QueryError
-from api.graphql.nodes import _NEWEST_STATE_ID
+from api.graphql.nodes import NEWEST_STATE_ID
 from api.readpool import checkpoint
 from metricstore.jobdata import JobDataRequest, JobResource
 from projections import schema
@@ -52,7 +52,7 @@ def topology_hosts(services: Services, cluster: str, subcluster: str | None = No
 def _states(conn: Connection, cluster: str) -> dict[str, tuple[str, str, str]]:
     """hostname → (scheduler state, health state, subcluster) from each node's newest report."""
     stmt = (select(node.c.hostname, node.c.subcluster, node_state.c.node_state, node_state.c.health_state)
-            .select_from(node).join(node_state, node_state.c.id == _NEWEST_STATE_ID).where(node.c.cluster == cluster))
+            .select_from(node).join(node_state, node_state.c.id == NEWEST_STATE_ID).where(node.c.cluster == cluster))
     return {r.hostname: (r.node_state, r.health_state, r.subcluster) for r in conn.execute(stmt)}
 
 

@@ -22,7 +22,8 @@ from projections.node_queries import HEALTH_STATES, SCHEDULER_STATES
 node, node_state, job = schema.node, schema.node_state, schema.job
 
 _newest = node_state.alias("newest")
-_NEWEST_STATE_ID = (select(_newest.c.id).where(_newest.c.node_id == node.c.id)
+#: The id of a node's newest state report (correlated with the outer `node` row).
+NEWEST_STATE_ID = (select(_newest.c.id).where(_newest.c.node_id == node.c.id)
                     .order_by(_newest.c.time_stamp.desc(), _newest.c.id.desc()).limit(1)
                     .correlate(node).scalar_subquery())
 STATE_TYPES = {"node": node_state.c.node_state, "health": node_state.c.health_state}
@@ -53,7 +54,7 @@ def newest_states(conn: Connection, conditions: Sequence[ColumnElement[bool]], *
                   node_id: int | None = None) -> list[dict[str, Any]]:
     """Every node with its newest state, by hostname (then cluster): the schema's Node objects."""
     stmt = (select(node, *(c for c in node_state.c if c.name not in ("id", "node_id"))).select_from(node)
-            .join(node_state, node_state.c.id == _NEWEST_STATE_ID)
+            .join(node_state, node_state.c.id == NEWEST_STATE_ID)
             .where(and_(true(), *conditions)).order_by(node.c.hostname, node.c.cluster))
     if node_id is not None:
         stmt = stmt.where(node.c.id == node_id)
@@ -82,7 +83,7 @@ def _ordered(counts: Counter[str], order: Sequence[str]) -> list[tuple[str, int]
 def state_counts(conn: Connection, conditions: Sequence[ColumnElement[bool]]) -> list[dict[str, Any]]:
     """Nodes per scheduler state, then per health state (their newest states), in one list."""
     rows = conn.execute(select(node_state.c.node_state, node_state.c.health_state).select_from(node)
-                        .join(node_state, node_state.c.id == _NEWEST_STATE_ID).where(and_(true(), *conditions))).all()
+                        .join(node_state, node_state.c.id == NEWEST_STATE_ID).where(and_(true(), *conditions))).all()
     scheduler = Counter(str(r.node_state) for r in rows)
     health = Counter(str(r.health_state) for r in rows)
     return [{"state": s, "count": n} for s, n in [*_ordered(scheduler, SCHEDULER_STATES),

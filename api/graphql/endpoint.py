@@ -44,7 +44,7 @@ from api.graphql.jobquery import QueryError
 from api.graphql.limits import MAX_TOKENS, over_limits
 from api.graphql.mutations import mutation
 from api.graphql.resolvers import OBJECT_TYPES
-from api.graphql.scalars import SCALARS
+from api.graphql.scalars import SCALARS, widen_int
 from api.graphql.viewer import Forbidden
 from api.readpool import read_pool
 from api.responses import JSON
@@ -60,8 +60,10 @@ _EXPECTED = (QueryError, FilterError, Forbidden, ApiError)
 @cache
 def executable_schema() -> GraphQLSchema:
     """cc-backend's schema file with ccstream's resolvers (built once per process)."""
-    return make_executable_schema(load_schema_from_path(str(SCHEMA_FILE)), *OBJECT_TYPES, mutation,
-                                  *SCALARS, convert_names_case=False)
+    schema = make_executable_schema(load_schema_from_path(str(SCHEMA_FILE)), *OBJECT_TYPES, mutation,
+                                    *SCALARS, convert_names_case=False)
+    widen_int(schema)
+    return schema
 
 
 class BadRequest(Exception):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ariadne import ScalarType
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLScalarType, GraphQLSchema, IntValueNode
 
 from streams.events.bounds import INT64_MAX
 from streams.events.payloads import JobState
@@ -95,3 +95,43 @@ scheduler_state.set_value_parser(_string("SchedulerState"))
 monitoring_state.set_value_parser(_string("MonitoringState"))
 
 SCALARS = [time_scalar, any_scalar, nullable_float, metric_scope, job_state, scheduler_state, monitoring_state]
+
+
+def serialize_int64(value: Any) -> int:
+    """An Int as gqlgen writes it: Go's int, 64 bits (totals such as `totalCoreHours` pass 2^31 at big sites)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise GraphQLError(f"Int cannot represent non-integer value: {str(value)[:64]}")
+    number = int(value)
+    if not -(2**63) <= number <= INT64_MAX:
+        raise GraphQLError(f"Int cannot represent {number}: outside 64 bits")
+    return number
+
+
+def parse_int64(value: Any, *_options: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GraphQLError(f"Int cannot represent non-integer value: {str(value)[:64]}")
+    if not -(2**63) <= value <= INT64_MAX:
+        raise GraphQLError(f"Int cannot represent {value}: outside 64 bits")
+    return value
+
+
+def parse_int64_literal(node: Any, _variables: Any = None) -> int:
+    if not isinstance(node, IntValueNode):
+        raise GraphQLError("Int cannot represent a non-integer value")
+    return parse_int64(int(node.value))
+
+
+def widen_int(schema: GraphQLSchema) -> None:
+    """Make the schema's Int 64 bits wide, as cc-backend's (gqlgen maps Int to Go's int).
+
+    GraphQL's own Int is 32 bits; with it, a cluster's `totalCoreHours` over 2,147,483,647 would be an
+    error instead of a number. graphql-core shares one Int type object between schemas, so this widens
+    it for the whole process, which serves this one schema."""
+    int_type = schema.type_map["Int"]
+    if not isinstance(int_type, GraphQLScalarType):
+        raise TypeError("the schema has no Int scalar")
+    # graphql-core 3.2 names the three functions serialize/parse_value/parse_literal, 3.3 coerce_*; set both.
+    for name, function in (("serialize", serialize_int64), ("coerce_output_value", serialize_int64),
+                           ("parse_value", parse_int64), ("coerce_input_value", parse_int64),
+                           ("parse_literal", parse_int64_literal), ("coerce_input_literal", parse_int64_literal)):
+        setattr(int_type, name, function)

@@ -299,3 +299,13 @@ def test_no_token_is_refused_before_anything_runs(gql: tuple[Gql, dict[int, int]
     client, _ = gql
     response = client.http.post("/query", json={"query": "{ tags { id } }"})
     assert response.status_code == 401 and set(response.json()) == {"status", "error"}
+
+
+def test_ints_are_64_bits_wide_as_in_cc_backend(gql: tuple[Gql, dict[int, int]]) -> None:
+    client, _ = gql
+    int_type = executable_schema().type_map["Int"]
+    assert int_type.serialize(3_000_000_000) == 3_000_000_000  # type: ignore[attr-defined]  # a site's core hours
+    big = client.data("query { jobs(filter: [{arrayJobId: 3000000000}]) { count } }")
+    assert big["jobs"]["count"] == 0
+    errors = client.errors(f"query {{ jobs(filter: [{{arrayJobId: {2**63}}}]) {{ count }} }}", status=422)
+    assert "outside 64 bits" in errors[0]["message"]

@@ -34,6 +34,17 @@ class QueryError(ValueError):
     """An argument the query cannot run with; the message is the GraphQL error's."""
 
 
+def database_id(value: object, what: str = "job") -> int:
+    """A GraphQL `ID` argument as a positive 64-bit row id; anything else is an error naming it."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise QueryError(f"{str(value)[:64]!r} is not a {what} id") from None
+    if not 0 < number < 2**63:
+        raise QueryError(f"{number} is not a {what} id")
+    return number
+
+
 def order_clause(order: Mapping[str, Any] | None) -> list[ColumnElement[Any]]:
     """ORDER BY for an OrderByInput, always ending in the job id so that equal keys keep one order.
 

@@ -16,7 +16,7 @@ from sqlalchemy import RowMapping, and_, select
 
 from api.auth import ANONYMOUS
 from api.graphql.context import Context, tag_object
-from api.graphql.jobquery import QueryError
+from api.graphql.jobquery import QueryError, database_id
 from api.graphql.viewer import Forbidden, job_visibility, may_delete_tag_scope, may_write_tag_scope, tag_visibility
 from projections import schema
 from streams.events import Event, job_subject, new_event
@@ -45,14 +45,7 @@ async def _record(ctx: Context, events: Sequence[Event]) -> None:
     await ctx.services.visible(position)
 
 
-def _id(value: Any, what: str) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise QueryError(f"{str(value)[:64]!r} is not a {what} id") from None
-    if not 0 < number < 2**63:
-        raise QueryError(f"{number} is not a {what} id")
-    return number
+_id = database_id
 
 
 def _tags(ctx: Context, ids: Sequence[Any]) -> list[RowMapping]:

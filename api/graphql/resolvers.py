@@ -18,6 +18,7 @@ from api.graphql.jobquery import (
     Page,
     QueryError,
     count_jobs,
+    database_id,
     energy_footprint_values,
     footprint_values,
     has_next_page,
@@ -72,14 +73,7 @@ def _context(info: GraphQLResolveInfo) -> Context:
     return ctx
 
 
-def _db_id(value: Any) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise QueryError(f"{str(value)[:64]!r} is not a job id") from None
-    if not 0 < number < 2**63:
-        raise QueryError(f"{number} is not a job id")
-    return number
+_db_id = database_id
 
 
 @query.field("jobs")
